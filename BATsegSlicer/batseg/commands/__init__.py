@@ -1,0 +1,1 @@
+"""Sub-commands of the `batseg` command line, one module each (see `batseg.cli`)."""

@@ -1,0 +1,256 @@
+"""BATseg model files: one self-describing, versioned artefact per trained model.
+
+A model file (extension ``.batseg``) is a zip archive with two members:
+- ``manifest.json``: what the model is (architecture, classes with colours, input contrast,
+  target spacing, normalisation, training data summary, measured metrics, disclaimer) and
+  the sha256 of the weights member;
+- ``weights.safetensors``: the state dict in safetensors format, which holds raw tensors
+  only, so loading a model file can never execute code (unlike a pickled checkpoint).
+
+Reading the manifest and verifying the checksum need neither torch nor nnU-Net (the Slicer
+module validates user-added files in its own process). Every failure (missing, not a zip,
+truncated, tampered, newer format, other classes) raises `ModelFileError` with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batseg.errors import ModelFileError
+
+FORMAT = "batseg-model"
+FORMAT_VERSION = 1
+MODEL_SUFFIX = ".batseg"
+MANIFEST_MEMBER = "manifest.json"
+WEIGHTS_MEMBER = "weights.safetensors"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+DISCLAIMER = (
+    "Research software. This model is trained on synthetic phantoms only; it is not a medical "
+    "device and is not for clinical use."
+)
+
+# Keys every manifest must carry, and the nested keys the engine relies on.
+REQUIRED_KEYS = ("format", "format_version", "name", "version", "architecture", "classes", "input", "weights_sha256")
+REQUIRED_ARCH_KEYS = ("topology", "arch_kwargs", "num_classes", "input_channels", "field_head")
+REQUIRED_INPUT_KEYS = ("contrast", "target_spacing", "normalization", "patch_size")
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist; give the path of a .batseg file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(
+            f"{path.name} is not a BATseg model file (not a readable zip archive: {exc}); "
+            "it may be truncated or corrupt: download or copy it again"
+        ) from None
+    names = set(archive.namelist())
+    missing = {MANIFEST_MEMBER, WEIGHTS_MEMBER} - names
+    if missing:
+        archive.close()
+        raise ModelFileError(f"{path.name} lacks {', '.join(sorted(missing))}; it is not a BATseg model file")
+    return archive
+
+
+def _read_member(archive: zipfile.ZipFile, member: str, path: Path, limit: int | None = None) -> bytes:
+    info = archive.getinfo(member)
+    if limit is not None and info.file_size > limit:
+        raise ModelFileError(f"{path.name}: {member} is implausibly large ({info.file_size} bytes); file rejected")
+    try:
+        return archive.read(member)
+    except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
+        raise ModelFileError(f"{path.name} is corrupt or truncated ({exc}); copy the model file again") from None
+
+
+def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{path.name}: manifest is not a BATseg model manifest")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    missing += [f"architecture.{k}" for k in REQUIRED_ARCH_KEYS if k not in manifest.get("architecture", {})]
+    missing += [f"input.{k}" for k in REQUIRED_INPUT_KEYS if k not in manifest.get("input", {})]
+    if missing:
+        raise ModelFileError(f"{path.name}: manifest lacks {', '.join(missing)}; the file is incomplete")
+    version = manifest["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path.name} uses model-file format {version}, newer than this batseg reads ({FORMAT_VERSION}); "
+            "update batseg"
+        )
+    return manifest
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a model file, checked for form (not the weights' checksum)."""
+    path = Path(path)
+    with _open_archive(path) as archive:
+        raw = _read_member(archive, MANIFEST_MEMBER, path, MAX_MANIFEST_BYTES)
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{path.name}: manifest.json is not valid JSON; the file is corrupt") from None
+    return _check_manifest(manifest, path)
+
+
+def _read_verified(path: Path) -> tuple[dict[str, Any], bytes]:
+    manifest = read_manifest(path)
+    with _open_archive(path) as archive:
+        weights = _read_member(archive, WEIGHTS_MEMBER, path)
+    if sha256_bytes(weights) != manifest["weights_sha256"]:
+        raise ModelFileError(
+            f"{path.name}: the weights do not match the checksum in the manifest (tampered or corrupt); "
+            "do not use this file"
+        )
+    return manifest, weights
+
+
+def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a model file whose weights match their recorded sha256 (torch-free)."""
+    return _read_verified(Path(path))[0]
+
+
+def check_classes(manifest: dict[str, Any], expected: list[dict[str, Any]] | None = None) -> None:
+    """Refuse a model made for other classes than BATseg's four tumour types (or `expected`)."""
+    from batseg.labels import TUMOUR_CLASSES
+
+    wanted = expected or [{"value": c.value, "key": c.key} for c in TUMOUR_CLASSES]
+    have = [(c.get("value"), c.get("key")) for c in manifest.get("classes", [])]
+    if have != [(c["value"], c["key"]) for c in wanted]:
+        names = ", ".join(str(k) for _, k in have) or "none"
+        raise ModelFileError(
+            f"model {manifest.get('name')!r} segments other classes ({names}) than BATseg's tumour types; "
+            "choose a BATseg spinal tumour model"
+        )
+
+
+def write_model_file(
+    path: str | os.PathLike[str], state_dict: dict[str, Any], manifest: dict[str, Any], overwrite: bool = False
+) -> Path:
+    """Write weights + manifest atomically (temporary file in the same folder, then rename).
+
+    `manifest` is completed with the format keys and the weights' sha256; it is returned
+    as written by `read_manifest`.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ModelFileError(f"{path} already exists; choose another output name (or pass --overwrite)")
+    weights = save(unique_tensors(state_dict))
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
+    full.setdefault("disclaimer", DISCLAIMER)
+    full["weights_file"] = WEIGHTS_MEMBER
+    full["weights_sha256"] = sha256_bytes(weights)
+    _check_manifest(full, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            archive.writestr(MANIFEST_MEMBER, json.dumps(full, indent=2), compress_type=zipfile.ZIP_DEFLATED)
+            # Stored, not deflated: float weights barely compress and stored members load faster.
+            archive.writestr(WEIGHTS_MEMBER, weights, compress_type=zipfile.ZIP_STORED)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def unique_tensors(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The state dict with each shared tensor kept once, under its first name.
+
+    nnU-Net's PlainConvUNet registers the same parameters under several names (the decoder
+    keeps a reference to the encoder; conv blocks list their layers twice), and safetensors
+    refuses aliased tensors. Loading rebuilds the aliases from the network itself.
+    """
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    unique: dict[str, Any] = {}
+    for name, tensor in state_dict.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen:
+            continue
+        seen.add(key)
+        unique[name] = tensor.detach().to("cpu").contiguous()
+    return unique
+
+
+@dataclass
+class LoadedModel:
+    """A verified model file: its manifest and the network with its weights loaded (eval mode)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    network: Any  # torch.nn.Module; typed loosely so this module imports without torch
+
+    @property
+    def field_head(self) -> dict[str, Any] | None:
+        return self.manifest["architecture"]["field_head"]
+
+
+def network_from_manifest(manifest: dict[str, Any], deep_supervision: bool = False) -> Any:
+    """The untrained network a manifest describes."""
+    from batseg.network import build_network
+
+    arch = manifest["architecture"]
+    head = arch["field_head"] or {}
+    return build_network(
+        arch["arch_kwargs"],
+        num_classes=arch["num_classes"],
+        field_channels=head.get("channels", 0),
+        field_activation=head.get("activation", "sigmoid"),
+        input_channels=arch["input_channels"],
+        deep_supervision=deep_supervision,
+    )
+
+
+def load_model(path: str | os.PathLike[str], device: str = "cpu", check_tumour_classes: bool = True) -> LoadedModel:
+    """Verify a model file and build its network with the weights loaded, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    manifest, weights = _read_verified(path)
+    if check_tumour_classes:
+        check_classes(manifest)
+    try:
+        state_dict = load(weights)
+    except (SafetensorError, ValueError) as exc:
+        raise ModelFileError(f"{path.name}: weights are unreadable ({exc}); the file is corrupt") from None
+    try:
+        network = network_from_manifest(manifest)
+        expected = set(unique_tensors(network.state_dict()))
+        if set(state_dict) != expected:
+            extra = sorted(set(state_dict) ^ expected)
+            raise KeyError(f"{len(extra)} tensor names differ, e.g. {extra[0]}")
+        network.load_state_dict(state_dict, strict=False)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"{path.name}: weights do not fit the architecture in its manifest ({first}); "
+            "the file is incompatible with this batseg version"
+        ) from None
+    network.to(device).eval()
+    return LoadedModel(path=path, manifest=manifest, network=network)
