@@ -1,0 +1,224 @@
+"""Per-lesion report of a label image: type, type probability, volume, extent, slices, centroid.
+
+Computed on the label image's own grid (native space, after postprocessing), so volumes and
+distances are the patient's. Decisions the papers leave open:
+- Lesions are the 26-connected components of the tumour union (`batseg.lesions`), numbered 1..n
+  from head to feet (decreasing superior coordinate of the centroid), the order in which a
+  reader scans a sagittal spine.
+- Lesion type: the class with most voxels inside the lesion in the label map (what the user
+  sees painted); ties go to the lower label value. Type probability: with probabilities, the
+  mean over the lesion's voxels of that type's probability ("mean_probability"); without, the
+  share of the lesion's voxels that carry that type ("voxel_share"). The dict says which.
+- Extents are measured along the patient's LPS axes, correct for any (oblique) direction
+  matrix: every voxel centre is mapped to physical LPS, and the extent along an axis is the
+  range of the centres plus the width of one voxel box projected on that axis
+  (sum_i |D[a, i]| * spacing_i). For axis-aligned images this is n_voxels * spacing exactly;
+  for oblique ones it is the exact extent of the union of the voxel boxes along that axis.
+- Slice range: along the slice axis, the index axis with the largest spacing (ties: the
+  slowest one, SimpleITK's k). Slice numbers are 1-based ("slices 4-7 of 11"), as viewers
+  number images; Slicer's data probe shows 0-based IJK indices (subtract 1).
+- Centroid: mean of the voxel centres, in LPS mm (ITK, files) and RAS mm (Slicer's world).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from scipy import ndimage
+
+from batseg.atomic_files import check_can_write, write_text_atomically
+from batseg.errors import BATsegError
+from batseg.labels import TUMOUR_CLASSES
+from batseg.lesions import (
+    check_label_map,
+    class_counts_per_lesion,
+    label_lesions,
+    tumour_probabilities,
+    voxel_volume_mm3,
+)
+
+DISCLAIMER = "Research software; model trained on synthetic phantoms; not for clinical use."
+
+# LPS axes in order x, y, z, named for the reader.
+ANATOMICAL_AXES: tuple[str, ...] = ("left_right", "anterior_posterior", "superior_inferior")
+# SimpleITK index axes i, j, k are array axes 2, 1, 0.
+INDEX_AXIS_NAMES: tuple[str, ...] = ("k", "j", "i")
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "case_id", "lesion_id", "type_key", "type_name", "type_probability", "type_probability_source",
+    "volume_cm3", "extent_left_right_mm", "extent_anterior_posterior_mm", "extent_superior_inferior_mm",
+    "slice_axis", "slice_first", "slice_last", "slice_count",
+    "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
+    "centroid_ras_x_mm", "centroid_ras_y_mm", "centroid_ras_z_mm",
+    *(f"volume_{c.key}_cm3" for c in TUMOUR_CLASSES),
+)
+
+
+class _Geometry:
+    """Index-to-LPS mapping of a SimpleITK image, in array (z, y, x) axis order."""
+
+    def __init__(self, image: sitk.Image) -> None:
+        self.origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+        direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+        # Columns reordered so that column c is the LPS direction of array axis c.
+        self.direction = direction[:, ::-1]
+        self.spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[::-1]
+
+    def to_lps(self, array_indices: np.ndarray) -> np.ndarray:
+        """LPS positions (3, n) of voxel centres given as array indices (3, n)."""
+        return self.origin[:, None] + self.direction @ (self.spacing[:, None] * array_indices)
+
+    def voxel_width(self) -> np.ndarray:
+        """Width of one voxel box projected on each LPS axis (3,)."""
+        return np.abs(self.direction) @ self.spacing
+
+
+def lesion_report(labels: sitk.Image, probabilities: np.ndarray | None = None, case_id: str = "") -> dict:
+    """The report of every lesion in `labels` plus case-level totals (see the module docstring).
+
+    `probabilities`: (5, z, y, x) with background first or (4, z, y, x) tumour classes only, on
+    the label image's grid (SimpleITK array order).
+    """
+    if labels.GetDimension() != 3:
+        raise BATsegError(f"the label image must be 3-D, got {labels.GetDimension()}-D: pass a 3-D label volume")
+    array = sitk.GetArrayFromImage(labels)
+    check_label_map(array, "label image")
+    geometry = _Geometry(labels)
+    voxel_mm3 = voxel_volume_mm3(geometry.spacing)
+    tumour_probs = None if probabilities is None else tumour_probabilities(probabilities, array.shape)
+    components, count = label_lesions(array > 0)
+    counts = class_counts_per_lesion(array, components, count)
+    slice_axis = int(np.argmax(geometry.spacing))  # first maximum: axis 0 (k) on ties
+    # Each lesion is read inside its bounding box only: cost grows with lesion size, not image size.
+    boxes = ndimage.find_objects(components)
+    lesions = [
+        _describe_lesion(
+            _lesion_indices(components, index, boxes[index - 1]), counts[index], tumour_probs, geometry,
+            voxel_mm3, slice_axis,
+        )
+        for index in range(1, count + 1)
+    ]
+    lesions.sort(key=lambda lesion: -lesion["centroid_lps_mm"][2])  # head to feet (LPS z = superior)
+    for number, lesion in enumerate(lesions, start=1):
+        lesion["id"] = number
+    return _case_summary(array, lesions, voxel_mm3, geometry, slice_axis, case_id, tumour_probs is not None)
+
+
+def _lesion_indices(components: np.ndarray, index: int, box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
+    """Array indices (z, y, x) of the voxels of lesion `index`, found inside its bounding box."""
+    local = np.nonzero(components[box] == index)
+    return tuple(axis_indices + axis_box.start for axis_indices, axis_box in zip(local, box))
+
+
+def _describe_lesion(
+    indices: tuple[np.ndarray, ...],
+    type_counts: np.ndarray,
+    tumour_probs: np.ndarray | None,
+    geometry: _Geometry,
+    voxel_mm3: float,
+    slice_axis: int,
+) -> dict[str, Any]:
+    """The report entry of one lesion (its id is set by the caller after sorting)."""
+    positions = geometry.to_lps(np.stack(indices).astype(np.float64))
+    extent = np.ptp(positions, axis=1) + geometry.voxel_width()
+    column = int(np.argmax(type_counts))
+    tumour = TUMOUR_CLASSES[column]
+    if tumour_probs is not None:
+        type_probability = float(tumour_probs[column][indices].mean())
+    else:
+        type_probability = float(type_counts[column] / type_counts.sum())
+    centroid = positions.mean(axis=1)
+    slice_indices = indices[slice_axis]
+    return {
+        "id": 0,
+        "type_key": tumour.key,
+        "type_name": tumour.name,
+        "type_value": tumour.value,
+        "type_probability": type_probability,
+        "volume_cm3": float(type_counts.sum() * voxel_mm3 / 1000.0),
+        "extent_mm": {name: float(value) for name, value in zip(ANATOMICAL_AXES, extent)},
+        "slice_first": int(slice_indices.min()) + 1,
+        "slice_last": int(slice_indices.max()) + 1,
+        "slice_count": int(np.unique(slice_indices).size),
+        "centroid_lps_mm": [float(v) for v in centroid],
+        "centroid_ras_mm": [float(-centroid[0]), float(-centroid[1]), float(centroid[2])],
+        "type_volumes_cm3": {
+            c.key: float(n * voxel_mm3 / 1000.0) for c, n in zip(TUMOUR_CLASSES, type_counts)
+        },
+    }
+
+
+def _case_summary(
+    array: np.ndarray,
+    lesions: list[dict[str, Any]],
+    voxel_mm3: float,
+    geometry: _Geometry,
+    slice_axis: int,
+    case_id: str,
+    has_probabilities: bool,
+) -> dict[str, Any]:
+    """Case-level fields around the lesion list."""
+    type_volumes = {c.key: float(np.count_nonzero(array == c.value) * voxel_mm3 / 1000.0) for c in TUMOUR_CLASSES}
+    largest = max(TUMOUR_CLASSES, key=lambda c: (type_volumes[c.key], -c.value))
+    has_tumour = type_volumes[largest.key] > 0
+    slice_direction = geometry.direction[:, slice_axis]
+    return {
+        "case_id": case_id,
+        "disclaimer": DISCLAIMER,
+        "overall_type_key": largest.key if has_tumour else "none",
+        "overall_type_name": largest.name if has_tumour else "none",
+        "lesion_count": len(lesions),
+        "total_volume_cm3": float(sum(type_volumes.values())),
+        "type_volumes_cm3": type_volumes,
+        "type_probability_source": "mean_probability" if has_probabilities else "voxel_share",
+        "slice_axis": INDEX_AXIS_NAMES[slice_axis],
+        "slice_axis_anatomical": ANATOMICAL_AXES[int(np.argmax(np.abs(slice_direction)))],
+        "slice_total": int(array.shape[slice_axis]),
+        "slice_numbering": "1-based",
+        "spacing_mm": [float(s) for s in geometry.spacing[::-1]],  # SimpleITK order (i, j, k)
+        "lesions": lesions,
+    }
+
+
+def _csv_text(report: dict) -> str:
+    """The report as CSV text, one row per lesion (a header only when there is none)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for lesion in report["lesions"]:
+        writer.writerow([
+            report["case_id"], lesion["id"], lesion["type_key"], lesion["type_name"],
+            _round(lesion["type_probability"]), report["type_probability_source"], _round(lesion["volume_cm3"]),
+            *(_round(lesion["extent_mm"][name]) for name in ANATOMICAL_AXES),
+            report["slice_axis"], lesion["slice_first"], lesion["slice_last"], lesion["slice_count"],
+            *(_round(v) for v in lesion["centroid_lps_mm"]),
+            *(_round(v) for v in lesion["centroid_ras_mm"]),
+            *(_round(lesion["type_volumes_cm3"][c.key]) for c in TUMOUR_CLASSES),
+        ])
+    return buffer.getvalue()
+
+
+def _round(value: float) -> float:
+    """Six decimals: below 1 mm3 for cm3 and below 1 micrometre for mm, enough for a table."""
+    return round(float(value), 6)
+
+
+def write_report(
+    report: dict, json_path: str | os.PathLike, csv_path: str | os.PathLike, overwrite: bool = False
+) -> None:
+    """Write the report as JSON and CSV, each atomically (temporary file + rename).
+
+    Existing files are replaced only with `overwrite=True`; both paths are checked before
+    either file is written, so a refusal leaves nothing half-done.
+    """
+    check_can_write(json_path, overwrite)
+    check_can_write(csv_path, overwrite)
+    write_text_atomically(json_path, json.dumps(report, indent=2) + "\n", overwrite)
+    write_text_atomically(csv_path, _csv_text(report), overwrite)
