@@ -41,6 +41,8 @@ DISCLAIMER = (
 REQUIRED_KEYS = ("format", "format_version", "name", "version", "architecture", "classes", "input", "weights_sha256")
 REQUIRED_ARCH_KEYS = ("topology", "arch_kwargs", "num_classes", "input_channels", "field_head")
 REQUIRED_INPUT_KEYS = ("contrast", "target_spacing", "normalization", "patch_size")
+# PlainConvUNet keyword arguments without which the network cannot be rebuilt.
+REQUIRED_NETWORK_KEYS = ("n_stages", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -91,6 +93,9 @@ def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     missing += [f"architecture.{k}" for k in REQUIRED_ARCH_KEYS if k not in manifest.get("architecture", {})]
     missing += [f"input.{k}" for k in REQUIRED_INPUT_KEYS if k not in manifest.get("input", {})]
+    arch_kwargs = manifest.get("architecture", {}).get("arch_kwargs", {})
+    if isinstance(arch_kwargs, dict):
+        missing += [f"architecture.arch_kwargs.{k}" for k in REQUIRED_NETWORK_KEYS if k not in arch_kwargs]
     if missing:
         raise ModelFileError(f"{path.name}: manifest lacks {', '.join(missing)}; the file is incomplete")
     version = manifest["format_version"]

@@ -1,0 +1,169 @@
+"""The list of model files: the shipped one(s) and those the user added or fine-tuned.
+
+Model files are `.batseg` archives (manifest.json + weights.safetensors). They are checked with
+the engine's own torch-free `batseg.model_file.read_manifest` (listing: reads the manifest only)
+and `batseg.model_file.verify` (adding: manifest, version and weights checksum), so Slicer and
+the command line accept exactly the same files.
+
+Decisions: shipped models live in the module's Resources/Models folder and are never modified;
+user models are copied into a models folder (Slicer's user settings folder in the application,
+a given folder headless). Adding copies through a temporary name and a rename, never replaces
+an existing file, and returns the existing entry when a model with the same weights checksum
+is already listed (no duplicates).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from batseg.errors import BATsegError, ModelFileError
+
+from BATsegSlicerLib.commands import MODULE_DIR
+from BATsegSlicerLib.files import move_no_clobber
+
+MODEL_SUFFIX = ".batseg"
+SHIPPED_MODELS_DIR = os.path.join(MODULE_DIR, "Resources", "Models")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One usable model file and its manifest."""
+
+    path: str
+    manifest: dict[str, Any]
+    shipped: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or os.path.splitext(os.path.basename(self.path))[0])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", ""))
+
+    @property
+    def title(self) -> str:
+        return str(self.manifest.get("title") or self.name)
+
+    @property
+    def weights_sha256(self) -> str:
+        return str(self.manifest.get("weights_sha256", ""))
+
+    @property
+    def label(self) -> str:
+        """What the model selector shows."""
+        origin = "shipped" if self.shipped else "added"
+        version = f" {self.version}" if self.version else ""
+        return f"{self.title}{version} ({origin})"
+
+    @property
+    def disclaimer(self) -> str:
+        return str(self.manifest.get("disclaimer", ""))
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """The manifest of a BATseg tumour model file (engine's checks of form and classes; raises
+    ModelFileError with one line). Fast: the weights are not read."""
+    from batseg import model_file
+
+    manifest = model_file.read_manifest(path)
+    model_file.check_classes(manifest)
+    return manifest
+
+
+def verify(path: str) -> dict[str, Any]:
+    """Full check of a model file, weights checksum and classes included (raises ModelFileError)."""
+    from batseg import model_file
+
+    manifest = model_file.verify(path)
+    model_file.check_classes(manifest)
+    return manifest
+
+
+class ModelLibrary:
+    """Shipped models plus a user models folder."""
+
+    def __init__(self, user_dir: str, shipped_dir: str = SHIPPED_MODELS_DIR) -> None:
+        self.user_dir = os.fspath(user_dir)
+        self.shipped_dir = os.fspath(shipped_dir)
+
+    def entries(self) -> tuple[list[ModelEntry], list[str]]:
+        """Usable models (shipped first, then user models by name) and one line per unusable file."""
+        models: list[ModelEntry] = []
+        problems: list[str] = []
+        for folder, shipped in ((self.shipped_dir, True), (self.user_dir, False)):
+            for path in _model_files(folder):
+                try:
+                    models.append(ModelEntry(path, read_manifest(path), shipped))
+                except ModelFileError as error:
+                    problems.append(f"{os.path.basename(path)}: {error}")
+        return models, problems
+
+    def add(self, source: str) -> ModelEntry:
+        """Verify `source` and copy it into the user models folder; return its entry."""
+        source = os.fspath(source)
+        if not source.endswith(MODEL_SUFFIX):
+            raise ModelFileError(f"{os.path.basename(source)} is not a BATseg model file: choose a {MODEL_SUFFIX} file")
+        manifest = verify(source)
+        for entry in self.entries()[0]:
+            if entry.weights_sha256 and entry.weights_sha256 == manifest.get("weights_sha256"):
+                return entry
+        os.makedirs(self.user_dir, exist_ok=True)
+        target = self._unique_path(os.path.splitext(os.path.basename(source))[0])
+        handle, temporary = tempfile.mkstemp(dir=self.user_dir, prefix=".adding-", suffix=".part")
+        os.close(handle)
+        try:
+            shutil.copyfile(source, temporary)
+            verify(temporary)  # the copy, not only the source, must be intact
+            move_no_clobber(temporary, target)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+        return ModelEntry(target, manifest, shipped=False)
+
+    def remove(self, entry: ModelEntry) -> None:
+        """Delete a user model file (shipped models cannot be removed)."""
+        if entry.shipped or os.path.dirname(os.path.abspath(entry.path)) != os.path.abspath(self.user_dir):
+            raise BATsegError(f"{entry.label} is not a user-added model and cannot be removed")
+        os.remove(entry.path)
+
+    def new_model_path(self, base_name: str) -> str:
+        """A free path in the user models folder for a fine-tuned model derived from `base_name`."""
+        os.makedirs(self.user_dir, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return self._unique_path(f"{_safe(base_name)}-finetuned-{stamp}")
+
+    def _unique_path(self, stem: str) -> str:
+        candidate = os.path.join(self.user_dir, stem + MODEL_SUFFIX)
+        number = 2
+        while os.path.exists(candidate):
+            candidate = os.path.join(self.user_dir, f"{stem}-{number}{MODEL_SUFFIX}")
+            number += 1
+        return candidate
+
+
+def _model_files(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.endswith(MODEL_SUFFIX) and not name.startswith("."))
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe version of a model name."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.")
+    return cleaned or "model"
+
+
+def default_user_models_dir() -> str:
+    """The user models folder in Slicer's user settings folder (needs the Slicer application)."""
+    import slicer
+
+    settings_dir = os.path.dirname(slicer.app.slicerUserSettingsFilePath)
+    return os.path.join(settings_dir, "BATseg", "models")

@@ -1,0 +1,67 @@
+"""Fixtures for the headless tests of the Slicer module's Logic (slicer-core, no application).
+
+`mrml` gives every test a fresh real MRML scene with the Colors, Volumes, Segmentations and
+Subject Hierarchy logics registered, exactly as docs/SLICER.md describes, and installs it as
+`slicer.mrmlScene` / `slicer.modules` so that `slicer.util` helpers work. The module folder
+(BATsegSlicer/) is put on sys.path, as Slicer does when it loads the module.
+
+Why `slicer` is imported at the top of this file: the `slicer` package extends its own
+__path__ with every `slicer/` folder on sys.path when it is first imported, and then imports
+every module in them. This test folder is called `slicer`, and pytest puts Testing/ on
+sys.path while collecting Testing/test_*.py; importing `slicer` here, which pytest does before
+collecting any test module, keeps this folder out of the package. `test_slicer_package_is_clean`
+in test_segmentation.py fails if that ever changes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO / "BATsegSlicer"
+REAL_DATA = REPO.parent / "shared" / "data" / "real-spine-mri"
+T2_PSR = REAL_DATA / "sct_testing_data" / "t2" / "t2.nii.gz"
+
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
+
+slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+
+
+@pytest.fixture
+def mrml():
+    """A fresh scene with real module logics, installed as slicer.mrmlScene / slicer.modules."""
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    logics = {
+        "Colors": app.GetColorLogic(),
+        "Volumes": slicer.vtkSlicerVolumesLogic(),
+        "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
+        "SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
+    }
+    for name, logic in logics.items():
+        logic.SetMRMLScene(scene)  # Segmentations: registers the converter rules
+        logic.SetMRMLApplicationLogic(app)
+        app.SetModuleLogic(name, logic)
+    saved = (getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None))
+    slicer.mrmlScene = scene
+    slicer.modules = SimpleNamespace(**{name.lower(): SimpleNamespace(logic=lambda logic=logic: logic)
+                                        for name, logic in logics.items()})
+    yield SimpleNamespace(scene=scene, app=app, volumes=logics["Volumes"], segmentations=logics["Segmentations"])
+    slicer.mrmlScene, slicer.modules = saved
+    scene.Clear(1)
+
+
+@pytest.fixture
+def t2_volume(mrml):
+    """The real T2w cervical cord scan (sagittal slices, PSR), loaded as a scalar volume."""
+    if not T2_PSR.is_file():
+        pytest.skip(f"real test data missing: {T2_PSR}")
+    node = mrml.volumes.AddArchetypeVolume(str(T2_PSR), "t2", 0)
+    assert node is not None and node.GetImageData() is not None
+    return node

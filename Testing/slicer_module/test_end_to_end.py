@@ -1,0 +1,53 @@
+"""End to end: the Logic's Apply path with the real engine and the shipped model, on a sample case.
+
+Runs `python -m batseg predict` in a child process exactly as Slicer does (waitForCompletion)
+and checks that the results in the scene agree with the engine's own report. Skipped until a
+shipped model file exists in BATsegSlicer/Resources/Models.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import slicer
+
+from BATsegSlicerLib.commands import MODULE_DIR, PredictOptions
+from BATsegSlicerLib.jobs import JobState
+from BATsegSlicerLib.logic import BATsegLogic
+from BATsegSlicerLib.sample_data import read_sample_cases
+
+SHIPPED = sorted(glob.glob(os.path.join(MODULE_DIR, "Resources", "Models", "*.batseg")))
+
+
+@pytest.mark.slow
+def test_apply_with_the_shipped_model_on_a_sample_case(mrml, tmp_path):
+    if not SHIPPED:
+        pytest.skip("shipped model not built yet")
+    cases = [c for c in read_sample_cases() if os.path.isfile(c.image)]
+    if not cases:
+        pytest.skip("no sample case shipped yet (Resources/SampleData/sample_data.json)")
+    case = cases[0]
+    volume = mrml.volumes.AddArchetypeVolume(case.image, case.name, 0)
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"))
+    nodes_before = mrml.scene.GetNumberOfNodes()
+    job = logic.process(volume, SHIPPED[0], PredictOptions(device="cpu", save_probabilities=True), timeout=540)
+    assert job.state is JobState.SUCCEEDED, job.error + "\n" + job.full_log()
+    assert mrml.scene.GetNumberOfNodes() > nodes_before
+    assert job.timings, "the engine reported no stage timings"
+    result = job.result
+    assert result.segmentation.GetSegmentation().GetNumberOfSegments() == 4
+    assert result.table.GetTable().GetNumberOfRows() == len(result.report["lesions"])
+    # Voxels in the scene agree with the engine's report (total tumour volume).
+    voxel_mm3 = float(np.prod(volume.GetSpacing()))
+    total = 0
+    for index in range(4):
+        segment_id = result.segmentation.GetSegmentation().GetNthSegmentID(index)
+        total += int(slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, segment_id, volume).sum())
+    assert total * voxel_mm3 / 1000.0 == pytest.approx(result.report["total_volume_cm3"], rel=1e-6, abs=1e-9)
+    probability = slicer.util.arrayFromVolume(result.probability)
+    assert probability.min() >= 0.0 and probability.max() <= 1.0
+    if case.tumour_type:
+        assert result.lesions, f"no lesion found on the {case.tumour_type} phantom {case.name}"

@@ -1,0 +1,94 @@
+"""The model list: shipped + user-added files, validated by the engine's manifest and checksum checks.
+
+Model files here are tiny archives with a minimal manifest (no network weights): the list,
+adding, duplicate detection, tampering and removal are what is tested, not inference.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+
+from batseg.errors import BATsegError, ModelFileError
+from BATsegSlicerLib.models import ModelLibrary
+
+from slicer_test_support import make_model_file
+
+
+@pytest.fixture
+def library(tmp_path):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    make_model_file(shipped / "batseg-phantoms.batseg", name="batseg-phantoms", title="BATseg phantoms",
+                    weights=b"shipped weights")
+    return ModelLibrary(user_dir=str(tmp_path / "user"), shipped_dir=str(shipped))
+
+
+def test_lists_shipped_model_first_with_manifest_fields(library):
+    entries, problems = library.entries()
+    assert problems == []
+    assert [(e.name, e.shipped) for e in entries] == [("batseg-phantoms", True)]
+    assert entries[0].label == "BATseg phantoms 0.0.1 (shipped)"
+
+
+def test_add_verifies_copies_and_never_overwrites(library, tmp_path):
+    source = make_model_file(tmp_path / "mine.batseg", name="mine", title="My model", weights=b"my weights")
+    entry = library.add(str(source))
+    assert not entry.shipped and os.path.dirname(entry.path) == library.user_dir
+    assert open(entry.path, "rb").read() == source.read_bytes()
+    # Same weights again: the existing entry, no second copy.
+    again = library.add(str(source))
+    assert again.path == entry.path
+    assert len(os.listdir(library.user_dir)) == 1
+    # Different weights, same file name: a new name, the first file untouched.
+    (tmp_path / "other").mkdir()
+    other = make_model_file(tmp_path / "other" / "mine.batseg", name="mine", weights=b"other weights")
+    second = library.add(str(other))
+    assert second.path != entry.path and os.path.basename(second.path) == "mine-2.batseg"
+    names = [e.name for e in library.entries()[0]]
+    assert names == ["batseg-phantoms", "mine", "mine"]
+
+
+def test_tampered_file_is_refused_and_not_copied(library, tmp_path):
+    source = make_model_file(tmp_path / "bad.batseg", weights=b"original")
+    with zipfile.ZipFile(source) as archive:
+        manifest = archive.read("manifest.json")
+    with zipfile.ZipFile(source, "w") as archive:  # same manifest, other weights
+        archive.writestr("manifest.json", manifest)
+        archive.writestr("weights.safetensors", b"tampered")
+    with pytest.raises(ModelFileError, match="do not match the checksum"):
+        library.add(str(source))
+    assert not os.path.exists(library.user_dir) or os.listdir(library.user_dir) == []
+
+
+def test_model_for_other_classes_is_refused(library, tmp_path):
+    source = make_model_file(tmp_path / "liver.batseg", classes=[{"value": 1, "key": "liver"}])
+    with pytest.raises(ModelFileError, match="other classes"):
+        library.add(str(source))
+
+
+def test_broken_user_file_is_reported_not_listed(library, tmp_path):
+    os.makedirs(library.user_dir)
+    with open(os.path.join(library.user_dir, "truncated.batseg"), "wb") as handle:
+        handle.write(b"PK\x03\x04 not a zip")
+    entries, problems = library.entries()
+    assert [e.name for e in entries] == ["batseg-phantoms"]
+    assert len(problems) == 1 and problems[0].startswith("truncated.batseg: ")
+
+
+def test_only_user_models_can_be_removed(library, tmp_path):
+    shipped = library.entries()[0][0]
+    with pytest.raises(BATsegError, match="cannot be removed"):
+        library.remove(shipped)
+    added = library.add(str(make_model_file(tmp_path / "x.batseg", weights=b"x")))
+    library.remove(added)
+    assert not os.path.exists(added.path)
+
+
+def test_new_model_path_is_free_and_in_the_user_folder(library):
+    path = library.new_model_path("batseg phantoms/v1")
+    assert os.path.dirname(path) == library.user_dir
+    assert os.path.basename(path).startswith("batseg-phantoms-v1-finetuned-") and path.endswith(".batseg")
+    assert not os.path.exists(path)

@@ -1,0 +1,189 @@
+"""The child-process runner and the Logic's run path, with a stand-in engine (fake_engine.py).
+
+Checks: BATSEG events are parsed (stages with timings, progress, log, result); cancelling
+mid-run kills the whole process tree (child and grandchild) and leaves the scene and the disk
+as they were; exit status 2 gives the engine's one-line error, a crash its status and last
+stderr line, both with the full log; a successful run loads the outputs into the scene (four
+segments, lesion table, probability overlay) and refuses outputs that are not on the input grid.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import slicer
+
+from batseg.errors import BATsegError
+from BATsegSlicerLib import logic as logic_module
+from BATsegSlicerLib.commands import PredictOptions, child_environment
+from BATsegSlicerLib.jobs import Job, JobState
+from BATsegSlicerLib.logic import BATsegLogic
+from BATsegSlicerLib.process import ChildProcess
+
+from slicer_test_support import make_model_file, processes_alive
+
+FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
+
+
+def _fake_job(mode: str, **callbacks) -> Job:
+    env = child_environment(dict(os.environ))
+    env["BATSEG_FAKE_MODE"] = mode
+    return Job("fake", ChildProcess([sys.executable, str(FAKE_ENGINE)], env=env), **callbacks).start()
+
+
+@pytest.fixture
+def fake_python(tmp_path, monkeypatch):
+    """An executable that stands in for the interpreter: it runs fake_engine.py with its args."""
+    wrapper = tmp_path / "fakepython"
+    wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = ['fake_engine'] + sys.argv[1:]\n"
+                       f"runpy.run_path({str(FAKE_ENGINE)!r}, run_name='__main__')\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    # Model validation is tested in test_models.py; here any path stands for a valid model.
+    monkeypatch.setattr(logic_module, "read_manifest", lambda path: {"name": "fake", "version": "0"})
+    return str(wrapper)
+
+
+def test_events_are_parsed():
+    seen = []
+    job = _fake_job("events", on_event=lambda event: seen.append(event["event"]))
+    assert job.wait(timeout=60) is JobState.SUCCEEDED
+    assert job.timings == {"load": 0.25}
+    assert job.progress == ("predict", 3, 3)
+    assert job.result_event["outputs"] == {"labels": "x.nii.gz"}
+    assert "a plain log line" in job.log and "hello from the engine" in job.log
+    assert "load: 0.25 s" in job.log
+    assert seen.count("progress") == 3 and seen.count("stage") == 2 and "text" in seen
+    assert job.total_seconds is not None and job.total_seconds > 0
+
+
+def test_user_error_gives_the_one_line_message_and_the_log():
+    job = _fake_job("usererror")
+    assert job.wait(timeout=60) is JobState.FAILED
+    assert job.returncode == 2
+    assert job.error == "input.nii.gz is 2-D: pass a 3-D volume"
+    assert "checking the input" in job.full_log()
+
+
+def test_crash_reports_status_and_last_stderr_line():
+    job = _fake_job("crash")
+    assert job.wait(timeout=60) is JobState.FAILED
+    assert "exit status 1" in job.error and "RuntimeError: boom" in job.error
+    assert "Traceback (most recent call last):" in job.full_log()
+
+
+def test_cancel_kills_the_process_tree_and_leaves_the_scene_unchanged(mrml, t2_volume, fake_python, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "sleep")
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    nodes_before = mrml.scene.GetNumberOfNodes()
+    job = logic.startSegmentation(t2_volume, "model.batseg", PredictOptions())
+    workdir = job.process.cwd
+    grandchild = None
+    deadline = time.monotonic() + 30
+    while grandchild is None or job.progress is None:
+        assert time.monotonic() < deadline, job.full_log()
+        job.poll()
+        grandchild = next((int(line.split()[1]) for line in job.log if line.startswith("grandchild ")), None)
+        time.sleep(0.05)
+    child = job.process.pid
+    assert processes_alive([child, grandchild]) == [child, grandchild]
+    job.cancel()
+    assert job.state is JobState.CANCELLED
+    deadline = time.monotonic() + 10
+    while processes_alive([child, grandchild]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_alive([child, grandchild]) == []
+    assert mrml.scene.GetNumberOfNodes() == nodes_before
+    assert not os.path.exists(workdir)
+
+
+def _put_in_study(volume) -> int:
+    """Patient > study > volume items, as loading from DICOM creates them; returns the study item."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(volume.GetScene())
+    patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient")
+    study = hierarchy.CreateStudyItem(patient, "Study")
+    hierarchy.CreateItem(study, volume)
+    return study
+
+
+def _study_of(volume) -> int:
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(volume.GetScene())
+    return hierarchy.GetItemParent(hierarchy.GetItemByDataNode(volume))
+
+
+def test_successful_run_loads_segments_table_and_probabilities(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
+    study = _put_in_study(t2_volume)
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    job = logic.process(t2_volume, "model.batseg", PredictOptions(save_probabilities=True), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    result = job.result
+    segmentation = result.segmentation.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 4
+    ependymoma = segmentation.GetSegmentIdBySegmentName("Ependymoma")
+    voxels = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, ependymoma, t2_volume)
+    assert int(voxels.sum()) == 1000 and voxels[10:20, 12:22, 14:24].all()
+    table = result.table.GetTable()
+    assert table.GetNumberOfRows() == 1
+    assert table.GetValueByName(0, "Type").ToString() == "Ependymoma"
+    assert table.GetValueByName(0, "Probability").ToString() == "80 %"
+    assert [lesion.centroid_ras for lesion in result.lesions] == [(1.0, 2.0, 3.0)]
+    probability = slicer.util.arrayFromVolume(result.probability)
+    assert probability.dtype == np.float32
+    assert np.isclose(probability[15, 15, 15], 0.95) and np.isclose(probability[0, 0, 0], 0.05)
+    assert result.segmentation.GetAttribute("BATseg.Model.name") == "fake"
+    # Placed under the input's study in the subject hierarchy (set up as DICOM loading does).
+    assert _study_of(t2_volume) == study and study != 0
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml.scene)
+    for node in (result.segmentation, result.table, result.probability):
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study, node.GetName()
+
+
+def test_output_on_another_grid_is_refused_and_nothing_is_added(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "wronggrid")
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    nodes_before = mrml.scene.GetNumberOfNodes()
+    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    assert job.state is JobState.FAILED
+    assert "not on the input volume's grid" in job.error
+    assert mrml.scene.GetNumberOfNodes() == nodes_before
+
+
+def test_jump_to_lesion_centres_the_slice_views(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    slice_node = mrml.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    slice_node.SetLayoutName("Red")
+    slice_node.SetOrientationToAxial()
+    point = logic.jumpToLesion(job.result.lesions[0], t2_volume)
+    assert point == (1.0, 2.0, 3.0)
+    slice_to_ras = slice_node.GetSliceToRAS()
+    assert [slice_to_ras.GetElement(row, 3) for row in range(3)] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_fine_tuning_adds_the_new_model_and_refuses_an_empty_export(mrml, t2_volume, fake_python, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setattr(logic_module, "read_manifest", lambda path: {"name": "base model"})
+    base = make_model_file(tmp_path / "base.batseg", name="base", weights=b"base weights")
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    with pytest.raises(BATsegError, match="holds no exported case"):
+        logic.startFineTuning(str(base), str(tmp_path / "empty"), epochs=1)
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    (export_dir / "dataset.json").write_text('{"numTraining": 1}')
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "train")
+    job = logic.startFineTuning(str(base), str(export_dir), epochs=2, device="cpu")
+    assert job.wait(timeout=60) is JobState.SUCCEEDED, job.full_log()
+    entry = job.result
+    assert not entry.shipped and os.path.dirname(entry.path) == str(tmp_path / "models")
+    assert os.path.basename(entry.path).startswith("base-model-finetuned-")
+    assert [e.path for e in logic.models()[0] if not e.shipped] == [entry.path]
+    assert job.timings == {"train": 0.01}

@@ -1,0 +1,152 @@
+"""Small parts of the module: parameter node, command lines and child environment, dependency
+planning, sample-data registration arguments, GPU probe, lesion report parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from batseg.errors import BATsegError
+from BATsegSlicerLib import commands, gpu, install, lesion_report, sample_data
+from BATsegSlicerLib.commands import PredictOptions
+from BATsegSlicerLib.parameter_node import Parameters, parameter_node
+
+
+def test_parameter_node_is_a_singleton_with_defaults(mrml, t2_volume):
+    node = parameter_node(mrml.scene)
+    assert parameter_node(mrml.scene) is node  # the same node, as ScriptedLoadableModuleLogic would return
+    assert node.GetSingletonTag() == "BATsegSlicer" and node.GetAttribute("ModuleName") == "BATsegSlicer"
+    parameters = Parameters(node)
+    assert parameters.predict_options() == PredictOptions()  # auto, no TTA, postprocessing on
+    parameters.input_volume = t2_volume
+    parameters.set_flag("TTA", True)
+    parameters.set_text("Device", "cuda")
+    parameters.epochs = 7
+    again = Parameters(parameter_node(mrml.scene))
+    assert again.input_volume is t2_volume
+    assert again.predict_options() == PredictOptions(device="cuda", tta=True)
+    assert again.epochs == 7
+
+
+def test_predict_and_train_command_lines_follow_the_engine_contract():
+    options = PredictOptions(device="cpu", tta=True, postprocess=False, one_type_per_lesion=True,
+                             save_probabilities=True)
+    assert commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", options) == [
+        "py", "-m", "batseg", "predict", "-i", "in.nii.gz", "-o", "out", "--model", "m.batseg", "--device", "cpu",
+        "--progress", "json", "--tta", "--no-postprocess", "--one-type-per-lesion", "--save-probabilities"]
+    assert commands.build_predict_command("py", "i", "o", "m", PredictOptions())[-4:] == [
+        "--device", "auto", "--progress", "json"]
+    assert commands.build_train_command("py", "m.batseg", "data", "new.batseg", epochs=5) == [
+        "py", "-m", "batseg", "train", "--finetune-from", "m.batseg", "--data", "data", "--output", "new.batseg",
+        "--progress", "json", "--device", "auto", "--epochs", "5"]
+    with pytest.raises(BATsegError):
+        PredictOptions(device="gpu")
+    with pytest.raises(BATsegError):
+        commands.build_train_command("py", "m", "d", "o", epochs=0)
+
+
+def test_command_lines_are_accepted_by_the_engines_own_parser():
+    """The module's command lines parse with batseg's argparse parser (no torch is imported)."""
+    from batseg.cli import build_parser
+
+    parser = build_parser()
+    options = PredictOptions(device="cuda", tta=True, postprocess=False, one_type_per_lesion=True,
+                             save_probabilities=True)
+    predict = parser.parse_args(commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", options)[3:])
+    assert (predict.command, predict.output, predict.model, predict.device, predict.progress) == (
+        "predict", "out", "m.batseg", "cuda", "json")
+    assert predict.tta and predict.no_postprocess and predict.one_type_per_lesion and predict.save_probabilities
+    train = parser.parse_args(commands.build_train_command("py", "m.batseg", "data", "new.batseg", 3, "cpu")[3:])
+    assert (train.command, str(train.finetune_from), str(train.data), str(train.output), train.epochs,
+            train.device, train.progress) == ("train", "m.batseg", "data", "new.batseg", 3, "cpu", "json")
+
+
+def test_child_imports_the_engine_from_the_module_folder():
+    # -S: no site-packages, so `batseg` can only come from the PYTHONPATH the module sets.
+    env = commands.child_environment({"PATH": "/usr/bin:/bin"})
+    output = subprocess.run([sys.executable, "-S", "-c", "import batseg.progress, batseg; print(batseg.__file__)"],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert output.startswith(commands.MODULE_DIR)
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_dependency_plan_never_touches_protected_packages():
+    requires = ["torch!=2.9.*,>=2.1.2", "acvl-utils<0.3,>=0.2.6", "numpy>=1.24", "SimpleITK>=2.2.1", "requests",
+                "timm", "tqdm", "dynamic-network-architectures<0.5,>=0.4.4", 'pre-commit; extra == "dev"',
+                'pandas; python_version >= "3.9"', "graphviz"]
+    remaining = install.remaining_dependencies("nnunetv2", installed=lambda name: name == "graphviz",
+                                               requires=lambda name: requires)
+    assert remaining == ["acvl-utils<0.3,>=0.2.6", "pandas", "tqdm"]
+    constraints = install.constraints_text({"SimpleITK": "2.4.0", "numpy": "1.26.4", "requests": None}.get)
+    assert constraints == "SimpleITK==2.4.0\nnumpy==1.26.4\n"
+    needed = [r for r in install.REQUIREMENTS if r.import_name in ("nnunetv2", "psutil")]
+    assert install.pip_calls(needed, "c.txt") == [["--no-deps", "nnunetv2>=2.6,<2.9"], ["-c", "c.txt", "psutil"]]
+    assert [r.import_name for r in install.missing(lambda name: None if name == "psutil" else object())] == ["psutil"]
+
+
+def test_sample_data_registration_arguments(tmp_path):
+    folder = tmp_path / "SampleData"
+    folder.mkdir()
+    (folder / "case1.nii.gz").write_bytes(b"image")
+    (folder / "case1_label.nii.gz").write_bytes(b"label")
+    (folder / "case1.png").write_bytes(b"png")
+    entries = [{"name": "BATseg phantom ependymoma", "image": "case1.nii.gz", "label": "case1_label.nii.gz",
+                "image_sha256": hashlib.sha256(b"image").hexdigest(),
+                "label_sha256": hashlib.sha256(b"label").hexdigest(),
+                "tumour_type": "ependymoma", "thumbnail": "case1.png"}]
+    (folder / "sample_data.json").write_text(json.dumps(entries))
+    cases = sample_data.read_sample_cases(str(folder / "sample_data.json"))
+    arguments = sample_data.registration_arguments(cases[0])
+    assert arguments["uris"] == [(folder / "case1.nii.gz").as_uri(), (folder / "case1_label.nii.gz").as_uri()]
+    assert arguments["checksums"] == [f"SHA256:{hashlib.sha256(b'image').hexdigest()}",
+                                      f"SHA256:{hashlib.sha256(b'label').hexdigest()}"]
+    assert arguments["loadFileType"] == ["VolumeFile", "SegmentationFile"]
+    assert arguments["thumbnailFileName"] == str(folder / "case1.png")
+    assert "not for clinical use" in arguments["category"]
+    assert sample_data.read_sample_cases(str(tmp_path / "missing.json")) == []
+
+
+def test_gpu_probe_answers_without_importing_torch_here():
+    process = gpu.probe_process(sys.executable)
+    process.start()
+    lines = []
+    deadline = time.monotonic() + 120
+    while not process.finished and time.monotonic() < deadline:
+        lines += [line.text for line in process.read_lines()]
+        time.sleep(0.05)
+    lines += [line.text for line in process.read_lines()]
+    info = gpu.parse_probe(lines)
+    try:
+        import torch  # the environment's truth, to compare with the child's answer
+    except ImportError:
+        assert not info.torch
+    else:
+        assert info.torch and info.cuda == torch.cuda.is_available()
+
+
+def test_gpu_warnings():
+    low = gpu.GpuInfo(torch=True, cuda=True, name="Small GPU", free_mib=2048, total_mib=4096)
+    assert "only 2048 MiB free" in low.warning("auto")
+    assert low.warning("cpu") is None
+    assert gpu.GpuInfo(torch=True, cuda=True, name="Big", free_mib=40000, total_mib=80000).warning("cuda") is None
+    assert "no CUDA GPU is available" in gpu.GpuInfo(torch=True, cuda=False).warning("cuda")
+    assert "not installed" in gpu.GpuInfo(torch=False, cuda=False).warning("auto")
+
+
+def test_lesion_report_accepts_both_field_spellings():
+    report = {"lesions": [
+        {"id": 1, "type_name": "Ependymoma", "type_probability": 0.734, "volume_cm3": 2.5,
+         "extent_mm": {"left_right": 9.9, "anterior_posterior": 12.0, "superior_inferior": 30.25},
+         "slice_range": [4, 7], "centroid_ras": [1, 2, 3]},
+        {"id": 2, "type_name": "Astrocytoma", "type_probability": None, "volume_cm3": 0.5, "extent_mm": {},
+         "slice_first": 2, "slice_last": 3, "centroid_ras_mm": [4, 5, 6]}]}
+    first, second = lesion_report.lesions_from_report(report)
+    assert first.row() == ["1", "Ependymoma", "73 %", "2.50", "9.9 x 12.0 x 30.2", "4-7"]
+    assert second.slices == (2, 3) and second.centroid_ras == (4.0, 5.0, 6.0) and second.row()[2] == ""
+    with pytest.raises(BATsegError, match="without a centroid"):
+        lesion_report.lesions_from_report({"lesions": [{"id": 1}]})
