@@ -44,13 +44,16 @@ class Progress:
         """Time a named stage; its duration is kept in `timings` and reported at its end."""
         self._emit({"event": "stage", "stage": name, "status": "start"})
         start = time.perf_counter()
+        failed = True
         try:
             yield
+            failed = False
         finally:
             seconds = time.perf_counter() - start
             self.timings[name] = self.timings.get(name, 0.0) + seconds
             self._emit({"event": "stage", "stage": name, "status": "end", "seconds": round(seconds, 4)})
-            if self.mode == "bar":
+            # A failed stage prints no duration: the error line stays the only line on stderr.
+            if self.mode == "bar" and not failed:
                 sys.stderr.write(f"  {name}: {seconds:.2f} s\n")
                 sys.stderr.flush()
 

@@ -1,0 +1,112 @@
+"""`batseg train`: train BATseg (or the nnU-Net baseline) on an nnU-Net raw dataset folder.
+
+The result is packaged straight into a `.batseg` model file. With `--finetune-from MODEL`
+the model is fine-tuned on the given cases instead, replaying its original training data.
+See `batseg.training.run` for the steps and the meaning of `--fold`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_EPOCHS = 1000
+DEFAULT_LR = 1e-2
+# Options whose default depends on the mode (training vs fine-tuning): None means "not given".
+MODE_DEPENDENT = ("loss", "variant", "truncation", "epochs", "lr")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on an nnU-Net raw dataset folder and write a .batseg model file",
+        description="Train BATseg on nnU-Net v2 (plan, preprocess, train, package). --data is an nnU-Net raw "
+        "dataset folder (dataset.json, imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz) with BATseg's labels.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="nnU-Net raw dataset folder")
+    parser.add_argument("--output", type=Path, required=True, help="model file to write (.batseg)")
+    parser.add_argument("--topology", choices=("light", "paper"), default="light",
+                        help="network and preprocessing: 'paper' = BATseg's (0.47 mm in-plane), 'light' = CPU-sized")
+    parser.add_argument("--loss", default=None,
+                        help="boundary loss: cubic (default), l1, l2, bce, cubic_stopgrad, focal_l1, or none (plain nnU-Net)")
+    parser.add_argument("--variant", default=None, help="field variant: classwise (default), background, agnostic")
+    parser.add_argument("--truncation", type=float, default=None, help="field truncation t (default 1, the paper's)")
+    parser.add_argument("--fold", default="all",
+                        help="0-4: one fold of the 5-fold CV stratified by tumour type; all: train on every case "
+                        "(default); cv: all five folds, one model file each")
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {DEFAULT_EPOCHS}; fine-tuning 50)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=250, help="training iterations per epoch (250)")
+    parser.add_argument("--val-iterations", type=int, default=50, help="validation iterations per epoch (50)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the plan's, 2)")
+    parser.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
+                        help="training patch, slice axis first (default: light 16 160 160, paper 12 384 384)")
+    parser.add_argument("--lr", type=float, default=None, help=f"initial learning rate (default {DEFAULT_LR}; fine-tuning 1e-3)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device")
+    parser.add_argument("--num-gpus", type=int, default=1, help="GPUs for DDP training (nnU-Net's multi-GPU mode)")
+    parser.add_argument("--save-every", type=int, default=10, help="epochs between resumable checkpoints (10)")
+    parser.add_argument("--seed", type=int, default=12345, help="random seed (weights and main-process sampling)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="work folder for nnU-Net's raw/preprocessed/results (default ~/.cache/batseg/work)")
+    parser.add_argument("--resume", action="store_true", help="continue from nnU-Net's latest checkpoint")
+    parser.add_argument("--finetune-from", type=Path, default=None, help="fine-tune this .batseg model on --data")
+    parser.add_argument("--replay-data", type=Path, default=None,
+                        help="the model's original training data to mix in while fine-tuning")
+    parser.add_argument("--name", default=None, help="model name recorded in the model file")
+    parser.add_argument("--version", dest="model_version", default=None, help="model version (default 1.0.0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress output")
+    parser.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace):
+    """TrainingOptions from the parsed arguments (mode-dependent defaults filled for training)."""
+    from batseg.training.options import TrainingOptions
+
+    return TrainingOptions(
+        loss=args.loss or "cubic",
+        variant=args.variant or "classwise",
+        truncation=args.truncation if args.truncation is not None else 1.0,
+        epochs=args.epochs if args.epochs is not None else DEFAULT_EPOCHS,
+        iterations_per_epoch=args.iterations_per_epoch,
+        val_iterations=args.val_iterations,
+        batch_size=args.batch_size,
+        patch_size=list(args.patch) if args.patch else None,
+        lr=args.lr if args.lr is not None else DEFAULT_LR,
+        seed=args.seed,
+        save_every=args.save_every,
+        topology=args.topology,
+        progress=args.progress,
+        command=["batseg"] + sys.argv[1:],
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from batseg.training.workdir import set_worker_defaults
+
+    set_worker_defaults()  # before nnunetv2 is imported: it reads some of them at import time
+    from batseg.progress import Progress
+    from batseg.training.run import TrainRequest, train
+
+    progress = Progress(args.progress)
+    options = options_from_args(args)
+    request = TrainRequest(
+        data=args.data, output=args.output, options=options, fold=args.fold, device=args.device,
+        num_gpus=args.num_gpus, workdir=args.workdir, resume=args.resume, name=args.name,
+        version=args.model_version, overwrite=args.overwrite, extra_manifest={"command": options.command},
+    )
+    if args.finetune_from is not None:
+        from batseg.training.finetune import finetune
+
+        explicit = {k for k in MODE_DEPENDENT if getattr(args, k) is not None}
+        outputs = finetune(request, args.finetune_from, args.replay_data, explicit, progress)
+    else:
+        if args.replay_data is not None:
+            from batseg.errors import BATsegError
+
+            raise BATsegError("--replay-data is used with --finetune-from only")
+        outputs = train(request, progress)
+    for path in outputs:
+        progress.log(f"model file written: {path}")
+    progress.result(outputs={"models": [str(p) for p in outputs]})
+    return 0

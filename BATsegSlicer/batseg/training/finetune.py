@@ -1,0 +1,136 @@
+"""Fine-tuning a `.batseg` model on new cases without forgetting the old ones.
+
+Input: a model file and a folder of new cases in nnU-Net's raw layout (what the Slicer
+module exports after a user corrects segmentations: imagesTr/CASE_0000.nii.gz,
+labelsTr/CASE.nii.gz, dataset.json). Output: a new model file whose manifest names its
+parent (name, version, sha256 of the parent file and of its weights) and whose version is
+the parent's with the minor number bumped.
+
+Decisions (continual learning without catastrophic forgetting, Lemay et al.'s open point):
+- Replay: the original training cases are mixed in (`datasets.merge_for_finetuning`), the
+  new cases repeated to about 30% of the merged set. The original data's folder comes from
+  `--replay-data DIR` or from the parent manifest (`training.data.sources`). Without it the
+  run goes on new cases only, with a warning that the model may forget what it knew.
+- The parent's plans are reused unchanged (spacing, normalisation, network, patch), and its
+  weights initialise every layer, field head included (`load_initial_weights`, strict).
+- Lower learning rate: 1e-3 (a tenth of nnU-Net's 1e-2) and 50 epochs by default, still with
+  nnU-Net's poly schedule and SGD; fold "all" (every merged case trains).
+- The boundary loss, field variant and truncation are the parent's (the head must keep its
+  meaning); asking for others is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from batseg.errors import BATsegError
+from batseg.progress import Progress
+
+FINETUNE_LR = 1e-3
+FINETUNE_EPOCHS = 50
+
+
+def load_initial_weights(trainer: Any, model_path: str | Path) -> None:
+    """Load a model file's weights into a trainer's network (strict: every tensor must fit)."""
+    from batseg.model_file import load_model
+    from batseg.training.trainer import unwrap
+
+    if not trainer.was_initialized:
+        trainer.initialize()
+    source = load_model(model_path).network.state_dict()
+    try:
+        unwrap(trainer.network).load_state_dict(source, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise BATsegError(f"{Path(model_path).name}: its weights do not fit the network being trained ({first})") from None
+
+
+def bump_version(version: str) -> str:
+    """'1.2.0' -> '1.3.0'; a version without numbers gets '.1' appended."""
+    parts = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+))?(.*)", version)
+    if not parts:
+        return f"{version}.1"
+    return f"{parts.group(1)}.{int(parts.group(2)) + 1}.0"
+
+
+def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[str]) -> Any:
+    head = manifest["architecture"]["field_head"]
+    parent = {
+        "loss": head["loss"] if head else "none",
+        "variant": head["variant"] if head else options.variant,
+        "truncation": float(head["truncation"]) if head else options.truncation,
+    }
+    for key, value in parent.items():
+        if key in explicit and getattr(options, key) != value:
+            raise BATsegError(
+                f"--{key} {getattr(options, key)} differs from the model's ({value}); fine-tuning keeps the model's head"
+            )
+    changes: dict[str, Any] = dict(parent, topology=manifest["architecture"]["topology"])
+    if "lr" not in explicit:
+        changes["lr"] = FINETUNE_LR
+    if "epochs" not in explicit:
+        changes["epochs"] = FINETUNE_EPOCHS
+    return replace(options, **changes)
+
+
+def _replay_dataset(manifest: dict[str, Any], replay_dir: Path | None, progress: Progress) -> Any:
+    from batseg.training.datasets import read_raw_dataset
+
+    if replay_dir is not None:
+        return read_raw_dataset(replay_dir)
+    for source in manifest.get("training", {}).get("data", {}).get("sources", []):
+        if Path(source).is_dir():
+            progress.log(f"replaying the original training data from {source}")
+            return read_raw_dataset(source)
+    progress.log(
+        "WARNING: the original training data is unavailable (pass --replay-data DIR); fine-tuning on the new "
+        "cases alone risks catastrophic forgetting: the model may lose accuracy on the tumour types and "
+        "appearances it learned before"
+    )
+    return None
+
+
+def finetune(request: Any, parent_path: Path, replay_dir: Path | None, explicit: set[str], progress: Progress) -> list[Path]:
+    """Fine-tune the model file `parent_path` on `request.data` (+ replay); returns the new model file."""
+    from batseg.model_file import check_classes, sha256_file, verify
+    from batseg.training.datasets import merge_for_finetuning, read_raw_dataset
+    from batseg.training.run import check_output, prepare_data, train_prepared
+    from batseg.training.workdir import activate
+
+    request.output = check_output(request.output, request.overwrite)
+    if request.fold != "all":
+        raise BATsegError("fine-tuning trains on every case (--fold all); cross-validate the parent instead")
+    parent_path = Path(parent_path).expanduser().resolve()
+    manifest = verify(parent_path)
+    check_classes(manifest)
+    if "nnunet" not in manifest:
+        raise BATsegError(f"{parent_path.name} lacks the nnU-Net plans needed to fine-tune it; package it with batseg 0.1+")
+    request.options = _options_from_parent(manifest, request.options, explicit)
+    workdir = activate(request.workdir)
+    new = read_raw_dataset(request.data)
+    replay = _replay_dataset(manifest, Path(replay_dir) if replay_dir else None, progress)
+    orientation = manifest["input"].get("orientation", {})
+    code = orientation.get("code") if isinstance(orientation, dict) else orientation
+    merged_name = merge_for_finetuning(new, replay, workdir.raw, f"{new.folder.name}Finetune", orientation=code)
+    merged = read_raw_dataset(workdir.raw / merged_name)
+    merged.dataset_json["description"] = new.description or manifest["training"]["data"].get("description", "")
+    sources = [str(new.folder)] + ([str(replay.folder)] if replay else [])
+    prepared = prepare_data(
+        merged, workdir, request.options.topology, progress, dataset_name=merged_name,
+        parent_plans=manifest["nnunet"]["plans"], sources=sources,
+    )
+    request.name = request.name or manifest["name"]
+    request.version = request.version or bump_version(str(manifest["version"]))
+    request.extra_manifest["parent"] = {
+        "name": manifest["name"],
+        "version": manifest["version"],
+        "sha256": sha256_file(parent_path),
+        "weights_sha256": manifest["weights_sha256"],
+        "new_cases": len(new.cases),
+        "replay_cases": len(replay.cases) if replay else 0,
+    }
+    request.extra_manifest["name"] = request.name
+    return train_prepared(request, prepared, progress, initial_weights=str(parent_path))

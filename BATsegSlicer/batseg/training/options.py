@@ -1,0 +1,94 @@
+"""The options of one training run, carried inside nnU-Net's plans dict.
+
+nnU-Net instantiates a trainer with `(plans, configuration, fold, dataset_json, device)` only,
+records exactly those arguments in its checkpoints (`my_init_kwargs`, read from the
+signature of `__init__`), and re-creates trainers from them in DDP child processes. Extra
+constructor arguments would break all three, so BATseg's options travel as one JSON-able
+entry of the plans dict (`plans["batseg_training"]`). As a bonus the `plans.json` nnU-Net
+copies into the results folder records the run's options, which `batseg package` reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from batseg.errors import BATsegError
+
+PLANS_KEY = "batseg_training"
+NO_BOUNDARY_LOSS = "none"
+
+
+@dataclass
+class TrainingOptions:
+    """Everything the trainer needs beyond nnU-Net's plans (defaults: the paper's)."""
+
+    loss: str = "cubic"  # a name in batseg.losses.BOUNDARY_LOSSES, or "none" = plain nnU-Net
+    variant: str = "classwise"  # batseg.targets.FIELD_VARIANTS
+    truncation: float = 1.0
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    val_iterations: int = 50
+    batch_size: int | None = None  # None: the plan's
+    patch_size: list[int] | None = None  # None: the plan's
+    lr: float = 1e-2
+    seed: int = 12345
+    topology: str = "light"
+    progress: str = "bar"
+    boundary_weight: float = 1.0  # the paper's equal weights
+    save_every: int = 10  # epochs between "latest" checkpoints (nnU-Net: 50; CPU runs need more often)
+    command: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """One-line BATsegError for an impossible combination of options."""
+        from batseg.losses import BOUNDARY_LOSSES, target_kind
+        from batseg.targets import FIELD_VARIANTS
+
+        if self.loss != NO_BOUNDARY_LOSS and self.loss not in BOUNDARY_LOSSES:
+            raise BATsegError(f"unknown --loss {self.loss!r}; choose one of {', '.join(BOUNDARY_LOSSES)}, none")
+        if self.variant not in FIELD_VARIANTS:
+            raise BATsegError(f"unknown --variant {self.variant!r}; choose one of {', '.join(FIELD_VARIANTS)}")
+        if self.loss != NO_BOUNDARY_LOSS and target_kind(self.loss) == "sing" and self.variant != "classwise":
+            raise BATsegError(f"--loss {self.loss} uses SiNGR's class-wise target; use --variant classwise")
+        if not (math.isfinite(self.truncation) and self.truncation > 0):
+            raise BATsegError(f"--truncation must be a positive number (1, 2 or 3); got {self.truncation}")
+        for name in ("epochs", "iterations_per_epoch", "val_iterations", "save_every"):
+            if int(getattr(self, name)) < 1:
+                raise BATsegError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise BATsegError("--batch-size must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise BATsegError(f"the learning rate must be positive; got {self.lr}")
+
+    @property
+    def has_field_head(self) -> bool:
+        return self.loss != NO_BOUNDARY_LOSS
+
+    @property
+    def run_tag(self) -> str:
+        """Short name of the loss setting, used in nnU-Net's results folder name."""
+        if not self.has_field_head:
+            return "baseline"
+        return f"{self.loss}-{self.variant}-t{self.truncation:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_plans(cls, plans: dict[str, Any]) -> "TrainingOptions":
+        """The options stored in a plans dict (defaults if the plans are nnU-Net's own)."""
+        return cls.from_dict(plans.get(PLANS_KEY, {}))
+
+    def into_plans(self, plans: dict[str, Any]) -> dict[str, Any]:
+        """`plans` with these options stored (the dict is modified and returned)."""
+        plans[PLANS_KEY] = self.to_dict()
+        return plans

@@ -1,0 +1,286 @@
+"""`nnUNetTrainerBATseg`: nnU-Net v2's trainer with BATseg's field head and boundary loss.
+
+What changes relative to `nnUNetTrainer` (everything else is nnU-Net's own code, called):
+- options (loss, field variant, truncation, epochs, iterations, batch, lr, seed) come from
+  `plans["batseg_training"]` (see `options.py`: this is what works in DDP children and in
+  checkpoints);
+- `build_network_architecture` wraps nnU-Net's planned PlainConvUNet in `BATsegNet`
+  (field channels from `targets.field_channels`, activation from `losses.head_activation`);
+  with loss "none" it returns nnU-Net's network untouched: the plain nnU-Net baseline;
+- the training and validation pipelines end with `BoundaryTargetTransform`, so the field is
+  computed in the augmentation workers (see `field_transform.py`);
+- the loss is `BoundaryAwareLoss`: nnU-Net's CE+Dice with deep supervision on the
+  segmentation outputs, plus the boundary loss on the full-resolution field, equal weights.
+  nnU-Net's own `train_step` runs unchanged around it, so its autocast, gradient scaler and
+  gradient clipping apply as they are;
+- validation: nnU-Net's `validation_step` runs on the segmentation output (its online
+  pseudo-Dice), while the field output is tapped and its loss added to the validation loss;
+- the boundary loss is logged separately (`train_boundary_losses`, `val_boundary_losses`
+  in nnU-Net's logger and checkpoints) and each epoch is reported as Progress events;
+- final validation and nnU-Net's predictor see the inner PlainConvUNet (`BATsegNet.unet`),
+  which returns a tensor as they expect.
+
+Decisions: torch.compile is opt-in (set nnUNet_compile=1; nnU-Net compiles by default on
+CUDA), see `_do_i_compile`. The seed fixes weight initialisation and the main process's random state; nnU-Net's
+augmentation workers draw their own seeds, so two runs are not bit-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import distributed as dist
+from torch import nn
+from torch._dynamo import OptimizedModule
+
+from batseg.labels import NUM_CLASSES
+from batseg.losses import boundary_loss, head_activation, target_kind
+from batseg.network import BATsegNet
+from batseg.progress import Progress
+from batseg.training.field_transform import BoundaryTargetTransform, boundary_channels, split_target
+from batseg.training.options import TrainingOptions
+
+BOUNDARY_LOG_KEYS = ("train_boundary_losses", "val_boundary_losses")
+
+
+class BoundaryAwareLoss(nn.Module):
+    """nnU-Net's segmentation loss + weight * boundary loss; remembers the last boundary term.
+
+    Called with the network's (segmentation, field) output and a packed target (see
+    `field_transform.split_target`). Called with a segmentation output alone (nnU-Net's
+    validation path), it is the segmentation loss alone.
+    """
+
+    def __init__(self, segmentation_loss: nn.Module, boundary: Any, weight: float = 1.0) -> None:
+        super().__init__()
+        self.segmentation_loss = segmentation_loss
+        self.boundary = boundary
+        self.weight = weight
+        self.last_boundary: torch.Tensor | None = None
+
+    def forward(self, output: Any, target: Any) -> torch.Tensor:
+        if not isinstance(output, tuple):
+            return self.segmentation_loss(output, target)
+        segmentation, field = output
+        seg_target, field_target = split_target(target)
+        boundary = self.boundary(field, field_target)
+        self.last_boundary = boundary.detach()
+        return self.segmentation_loss(segmentation, seg_target) + self.weight * boundary
+
+
+class _SegmentationOnly(nn.Module):
+    """Runs the BATseg network, keeps the field aside and returns the segmentation output."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.field: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> Any:
+        segmentation, self.field = self.network(x)
+        return segmentation
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The module under DDP and torch.compile wrappers."""
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch in this process."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class nnUNetTrainerBATseg(nnUNetTrainer):
+    """nnU-Net's trainer + the surface-distance-field head (see the module docstring)."""
+
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ) -> None:
+        # Set before nnU-Net's __init__, which already logs through print_to_log_file.
+        self.options = TrainingOptions.from_plans(plans)
+        seed_everything(self.options.seed)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(self.options.epochs)
+        self.num_iterations_per_epoch = int(self.options.iterations_per_epoch)
+        self.num_val_iterations_per_epoch = int(self.options.val_iterations)
+        self.initial_lr = float(self.options.lr)
+        self.save_every = int(self.options.save_every)
+        self.progress = Progress(self.options.progress if self.local_rank == 0 else "quiet")
+        self._add_log_keys()
+
+    # ----------------------------------------------------------------- network
+
+    @staticmethod
+    def build_network_architecture(
+        plans_manager: Any,
+        configuration_manager: Any,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
+        options = TrainingOptions.from_plans(plans_manager.plans)
+        unet = nnUNetTrainer.build_network_architecture(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
+        )
+        if not options.has_field_head:
+            return unet
+        channels = boundary_channels(target_kind(options.loss), options.variant, NUM_CLASSES)
+        return BATsegNet(unet, channels, head_activation(options.loss))
+
+    def _do_i_compile(self) -> bool:
+        # BATsegNet hands the decoder's features to its head through a forward hook that stores
+        # them on the module; torch.compile's graph capture of such side effects is not
+        # something this project has verified, so compiling is opt-in (nnUNet_compile=1).
+        if "nnUNet_compile" not in os.environ:
+            return False
+        return super()._do_i_compile()
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        unwrap(self.network).decoder.deep_supervision = enabled
+
+    # ------------------------------------------------------------- transforms
+
+    def _boundary_transform(self) -> BoundaryTargetTransform:
+        return BoundaryTargetTransform(
+            self.configuration_manager.spacing,
+            target_kind(self.options.loss),
+            self.options.variant,
+            self.options.truncation,
+            NUM_CLASSES,
+        )
+
+    def _with_boundary_target(self, pipeline: Any) -> Any:
+        if self.options.has_field_head:
+            pipeline.transforms.append(self._boundary_transform())
+        return pipeline
+
+    def get_training_transforms(self, *args: Any, **kwargs: Any) -> Any:  # nnU-Net calls it on self
+        return self._with_boundary_target(nnUNetTrainer.get_training_transforms(*args, **kwargs))
+
+    def get_validation_transforms(self, *args: Any, **kwargs: Any) -> Any:
+        return self._with_boundary_target(nnUNetTrainer.get_validation_transforms(*args, **kwargs))
+
+    # ------------------------------------------------------------------- loss
+
+    def _build_loss(self) -> nn.Module:
+        loss = super()._build_loss()
+        if not self.options.has_field_head:
+            return loss
+        return BoundaryAwareLoss(loss, boundary_loss(self.options.loss), self.options.boundary_weight)
+
+    def train_step(self, batch: dict) -> dict:
+        result = super().train_step(batch)
+        if self.options.has_field_head:
+            result["boundary_loss"] = self.loss.last_boundary.cpu().numpy()
+        return result
+
+    @contextmanager
+    def _field_tap(self) -> Iterator[_SegmentationOnly]:
+        full = self.network
+        tap = _SegmentationOnly(full)
+        self.network = tap
+        try:
+            yield tap
+        finally:
+            self.network = full
+
+    def validation_step(self, batch: dict) -> dict:
+        if not self.options.has_field_head:
+            return super().validation_step(batch)
+        seg_target, field_target = split_target(batch["target"])
+        with self._field_tap() as tap:
+            result = super().validation_step({**batch, "target": seg_target})
+        boundary = self.loss.boundary(tap.field, field_target.to(self.device, non_blocking=True)).detach()
+        result["loss"] = result["loss"] + self.options.boundary_weight * boundary.cpu().numpy()
+        result["boundary_loss"] = boundary.cpu().numpy()
+        return result
+
+    # ---------------------------------------------------------------- logging
+
+    def _add_log_keys(self) -> None:
+        logged = self.logger.local_logger.my_fantastic_logging
+        for key in BOUNDARY_LOG_KEYS:
+            logged.setdefault(key, [])
+
+    def load_checkpoint(self, filename_or_checkpoint: Any) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        self._add_log_keys()  # a checkpoint of a run without the field head lacks them
+
+    def _mean_over_ranks(self, outputs: list[dict], key: str) -> float:
+        values = np.array([float(o[key]) for o in outputs]) if key in outputs[0] else np.array([np.nan])
+        if self.is_ddp:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, values)
+            values = np.concatenate(gathered)
+        return float(np.mean(values))
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        super().on_train_epoch_end(train_outputs)
+        value = self._mean_over_ranks(train_outputs, "boundary_loss")
+        self.logger.log("train_boundary_losses", value, self.current_epoch)
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
+        super().on_validation_epoch_end(val_outputs)
+        value = self._mean_over_ranks(val_outputs, "boundary_loss")
+        self.logger.log("val_boundary_losses", value, self.current_epoch)
+
+    def epoch_summary(self, epoch: int) -> dict[str, float]:
+        """The logged figures of one epoch (losses, pseudo-Dice, seconds)."""
+        get = self.logger.get_value
+        return {
+            "epoch": epoch + 1,
+            "epochs": self.num_epochs,
+            "train_loss": float(get("train_losses", epoch)),
+            "boundary_loss": float(get("train_boundary_losses", epoch)),
+            "val_loss": float(get("val_losses", epoch)),
+            "val_boundary_loss": float(get("val_boundary_losses", epoch)),
+            "pseudo_dice": float(get("mean_fg_dice", epoch)),
+            "pseudo_dice_per_class": [float(d) for d in get("dice_per_class_or_region", epoch)],
+            "seconds": float(get("epoch_end_timestamps", epoch) - get("epoch_start_timestamps", epoch)),
+        }
+
+    def on_epoch_end(self) -> None:
+        epoch = self.current_epoch
+        super().on_epoch_end()
+        s = self.epoch_summary(epoch)
+        boundary = "" if np.isnan(s["boundary_loss"]) else f", boundary loss {s['boundary_loss']:.4f}"
+        if self.progress.mode == "json":  # in the terminal the log line below says the same
+            self.progress.update("train", s["epoch"], s["epochs"])
+        self.progress.log(
+            f"epoch {s['epoch']}/{s['epochs']}: train loss {s['train_loss']:.4f}{boundary}, "
+            f"val pseudo-Dice {s['pseudo_dice']:.4f}, {s['seconds']:.1f} s"
+        )
+
+    def print_to_log_file(self, *args: Any, also_print_to_console: bool = True, add_timestamp: bool = True) -> None:
+        # nnU-Net's console chatter would drown BATseg's progress output: keep it in the log file.
+        super().print_to_log_file(*args, also_print_to_console=False, add_timestamp=add_timestamp)
+
+    # ------------------------------------------------------------- validation
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        if not self.options.has_field_head:
+            return super().perform_actual_validation(save_probabilities)
+        full = self.network
+        self.network = unwrap(full).unet  # nnU-Net's predictor expects a tensor output
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            self.network = full
