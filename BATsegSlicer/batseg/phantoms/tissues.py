@@ -1,0 +1,75 @@
+"""Tissue classes of the phantom anatomy and their T1 Gd signal (relative units, fat = 1).
+
+The anatomy renderer paints one tissue id per fine-grid sample; this module turns ids into
+signal. Values follow METHOD.md section 6 (sagittal T1 after gadolinium): fat and fatty marrow
+bright, cord intermediate, CSF dark, discs and muscle intermediate to dark, basivertebral veins,
+epidural venous plexus and dura enhancing slightly. Each case draws its own values around these
+means (patient age changes marrow fat, sequence and field strength change the contrasts) and a
+per-tissue texture amplitude modulates them with a smooth random field, so that the network
+cannot learn a fixed grey value per tissue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Tissue ids (uint8). Order is irrelevant; the values index the look-up tables below.
+AIR, FAT, SKIN, MUSCLE, VISCERA, AIRWAY, VESSEL, MARROW, CORTEX, VEIN, DISC, LIGAMENT, \
+    EPIDURAL_FAT, PLEXUS, DURA, CSF, CORD, ROOT, CYST, EDEMA, CALCIFICATION, INTERSPINOUS, FLAVUM = range(23)
+NUM_TISSUES = 23
+
+# (mean signal, half-width of the per-case uniform draw, texture amplitude)
+_TISSUE_SIGNAL: dict[int, tuple[float, float, float]] = {
+    AIR: (0.0, 0.0, 0.0),
+    FAT: (1.0, 0.0, 0.04),
+    SKIN: (0.55, 0.10, 0.05),
+    MUSCLE: (0.32, 0.06, 0.12),
+    VISCERA: (0.40, 0.08, 0.10),  # replaced by the organ map of render.py
+    AIRWAY: (0.03, 0.02, 0.0),
+    VESSEL: (0.05, 0.03, 0.0),
+    MARROW: (0.70, 0.18, 0.13),  # young patients: red marrow, darker; older: fatty, brighter
+    CORTEX: (0.12, 0.04, 0.0),
+    VEIN: (0.88, 0.08, 0.05),  # basivertebral vein: slightly brighter than marrow after Gd
+    DISC: (0.33, 0.07, 0.08),
+    LIGAMENT: (0.12, 0.04, 0.0),
+    EPIDURAL_FAT: (0.95, 0.05, 0.05),
+    PLEXUS: (0.60, 0.12, 0.10),  # epidural venous plexus, enhancing
+    DURA: (0.32, 0.06, 0.0),
+    CSF: (0.12, 0.04, 0.02),
+    CORD: (0.46, 0.05, 0.03),
+    ROOT: (0.42, 0.05, 0.0),
+    CYST: (0.17, 0.04, 0.02),  # tumour cysts and syrinx: CSF-like, a little protein
+    EDEMA: (0.39, 0.04, 0.03),  # oedematous cord: slightly T1-hypointense
+    CALCIFICATION: (0.08, 0.03, 0.0),
+    INTERSPINOUS: (0.50, 0.15, 0.12),  # between spinous processes: ligament, fat and small muscles
+    FLAVUM: (0.28, 0.06, 0.05),  # ligamentum flavum: intermediate-low
+}
+
+
+@dataclass(frozen=True)
+class TissueSignal:
+    """One case's signal and texture amplitude per tissue id (look-up tables)."""
+
+    signal: np.ndarray  # float32 [NUM_TISSUES]
+    texture: np.ndarray  # float32 [NUM_TISSUES]
+
+    def of(self, tissue: int) -> float:
+        """Mean signal of one tissue in this case."""
+        return float(self.signal[tissue])
+
+
+def draw_tissue_signal(rng: np.random.Generator) -> TissueSignal:
+    """Draw one case's tissue signal around the table means."""
+    signal = np.zeros(NUM_TISSUES, np.float32)
+    texture = np.zeros(NUM_TISSUES, np.float32)
+    for tissue, (mean, spread, tex) in _TISSUE_SIGNAL.items():
+        signal[tissue] = mean + rng.uniform(-spread, spread)
+        texture[tissue] = tex * rng.uniform(0.7, 1.3)
+    # Keep the contrasts the radiologist relies on: CSF darker than cord, cord darker than fat.
+    signal[CSF] = min(signal[CSF], 0.6 * signal[CORD])
+    signal[CYST] = max(signal[CYST], signal[CSF])
+    signal[EDEMA] = min(signal[EDEMA], 0.92 * signal[CORD])
+    signal[VEIN] = max(signal[VEIN], signal[MARROW] + 0.05)
+    return TissueSignal(signal, texture)
