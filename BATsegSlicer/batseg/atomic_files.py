@@ -37,11 +37,20 @@ def write_atomically(path: str | os.PathLike, writer: Callable[[Path], None], ov
     os.close(handle)
     try:
         writer(Path(temporary))
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomically(path: str | os.PathLike, text: str, overwrite: bool) -> Path:

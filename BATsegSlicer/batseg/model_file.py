@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batseg.atomic_files import write_atomically
 from batseg.errors import ModelFileError
 
 FORMAT = "batseg-model"
@@ -169,18 +169,14 @@ def write_model_file(
     full["weights_file"] = WEIGHTS_MEMBER
     full["weights_sha256"] = sha256_bytes(weights)
     _check_manifest(full, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w") as archive:
+    def write_archive(temporary: Path) -> None:
+        with zipfile.ZipFile(temporary, "w") as archive:
             archive.writestr(MANIFEST_MEMBER, json.dumps(full, indent=2), compress_type=zipfile.ZIP_DEFLATED)
             # Stored, not deflated: float weights barely compress and stored members load faster.
             archive.writestr(WEIGHTS_MEMBER, weights, compress_type=zipfile.ZIP_STORED)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, write_archive, overwrite=True)
     return path
 
 
@@ -200,6 +196,22 @@ def unique_tensors(state_dict: dict[str, Any]) -> dict[str, Any]:
         seen.add(key)
         unique[name] = tensor.detach().to("cpu").contiguous()
     return unique
+
+
+def with_manifest_updates(
+    path: str | os.PathLike[str], updates: dict[str, Any], output: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
+    """A copy of a verified model file with top-level manifest keys replaced (e.g. measured
+    metrics added after evaluation); the weights and their checksum are unchanged."""
+    from safetensors.torch import load
+
+    source = Path(path)
+    manifest, weights = _read_verified(source)
+    protected = {"format", "format_version", "weights_sha256", "weights_file", "architecture", "classes", "input"}
+    if protected & set(updates):
+        raise ModelFileError(f"cannot change {', '.join(sorted(protected & set(updates)))} of an existing model file")
+    manifest = {k: v for k, v in manifest.items() if k not in ("format", "format_version")}
+    return write_model_file(output, load(weights), {**manifest, **updates}, overwrite=overwrite)
 
 
 @dataclass

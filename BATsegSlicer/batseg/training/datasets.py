@@ -161,15 +161,6 @@ def orientation_code(path: Path) -> str:
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reader.GetDirection())
 
 
-def common_orientation(cases: list[Case]) -> tuple[str, int]:
-    """The most frequent orientation code of the training images and how many cases differ."""
-    from collections import Counter
-
-    counts = Counter(orientation_code(c.image) for c in cases)
-    code, n = counts.most_common(1)[0]
-    return code, len(cases) - n
-
-
 def _fingerprint(cases: list[Case]) -> list[list[Any]]:
     """What identifies the data: file names, sizes and modification times."""
     out = []

@@ -31,7 +31,8 @@ from typing import Any, Iterator
 
 from batseg.errors import BATsegError
 from batseg.progress import Progress
-from batseg.training.datasets import RawDataset, common_orientation, import_dataset, read_raw_dataset
+from batseg.inference.orientation import MODEL_ORIENTATION
+from batseg.training.datasets import RawDataset, import_dataset, orientation_code, read_raw_dataset
 from batseg.training.options import TrainingOptions
 from batseg.training.plans import CONFIGURATION, check_patch
 from batseg.training.splits import case_tumour_types, stratified_splits, type_counts, write_splits
@@ -85,7 +86,8 @@ def resolve_device(device: str, num_gpus: int = 1) -> Any:
         raise BATsegError("--num-gpus > 1 needs CUDA GPUs")
     chosen = "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
     if chosen == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        # All cores unless the user limited them the standard way (two runs side by side).
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1)
     return torch.device(chosen)
 
 
@@ -113,7 +115,10 @@ def prepare_data(
 
     with progress.stage("check data"):
         types = case_tumour_types(raw.cases)
-        orientation, differing = common_orientation(raw.cases)
+        # Every case is brought to the model grid's orientation (what inference reorients to),
+        # so a model trained on LPS, RAS or mixed exports still sees the axes it will see later.
+        orientation = MODEL_ORIENTATION
+        differing = sum(1 for case in raw.cases if orientation_code(case.image) != orientation)
         name = dataset_name or import_dataset(raw, workdir.raw, orientation=orientation)
     progress.log(f"{len(raw.cases)} cases: " + ", ".join(f"{k} {v}" for k, v in type_counts(types).items() if v))
     if differing and dataset_name is None:

@@ -1,0 +1,203 @@
+"""One case from file to files: read, predict, postprocess, report, write.
+
+Used by `batseg predict` (and, through it, by the Slicer module and `batseg benchmark`).
+Outputs for a case named CASE (the input file name without its extension, or the DICOM
+folder's name), all written atomically into OUT_DIR:
+- CASE.nii.gz: uint8 label map 0-4 on the input's exact grid;
+- CASE.report.json and CASE.report.csv: the per-lesion report (`batseg.report`);
+- CASE.probabilities.nii.gz (option): 4-component float32 image, tumour classes 1-4;
+- CASE.field.nii.gz (option): the distance-field head's output, one component per channel.
+
+Every output path is checked before any work starts (an existing file is replaced only with
+`overwrite`), and when writing fails half-way the files this run already wrote for the case
+are removed, so a case has either all its outputs or none. Postprocessing (`batseg.postprocess`)
+runs on the input grid, so volumes are the patient's; `--no-postprocess` skips hole filling and
+small-lesion removal, while one-type-per-lesion stays a separate switch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from batseg.atomic_files import check_can_write
+from batseg.errors import BATsegError
+from batseg.inference.memory import peak_resident_bytes
+from batseg.inference.predictor import Predictor
+from batseg.io import Case, read_image, vector_image, write_image
+from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, postprocess
+from batseg.progress import Progress
+from batseg.report import lesion_report, write_report
+
+LABEL_SUFFIX = ".nii.gz"
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What to compute and write for each case."""
+
+    tta: bool = False
+    postprocess: bool = True
+    min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3
+    one_type_per_lesion: bool = False
+    save_probabilities: bool = False
+    save_field: bool = False
+    overwrite: bool = False
+
+
+def output_paths(name: str, out_dir: Path, options: PredictOptions) -> dict[str, Path]:
+    """The files a case will write, by kind."""
+    paths = {
+        "labels": out_dir / f"{name}{LABEL_SUFFIX}",
+        "report_json": out_dir / f"{name}.report.json",
+        "report_csv": out_dir / f"{name}.report.csv",
+    }
+    if options.save_probabilities:
+        paths["probabilities"] = out_dir / f"{name}.probabilities.nii.gz"
+    if options.save_field:
+        paths["field"] = out_dir / f"{name}.field.nii.gz"
+    return paths
+
+
+def check_outputs(cases: list[Case], out_dir: Path, options: PredictOptions) -> None:
+    """Refuse before any work when an output exists (without overwrite), is a folder, or is an input.
+
+    An input is never overwritten, even with `overwrite`: a label map written over the image it
+    came from would destroy the user's data.
+    """
+    inputs = {case.path.resolve() for case in cases if case.kind == "file"}
+    for case in cases:
+        for path in output_paths(case.name, out_dir, options).values():
+            if path.resolve() in inputs:
+                raise BATsegError(f"output {path} would replace an input image; choose another output folder")
+            check_can_write(path, options.overwrite)
+
+
+def tumour_box(labels: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
+    """The bounding box of the tumour voxels grown by `margin` (clipped to the array), or None."""
+    axes = []
+    for axis in range(labels.ndim):
+        other = tuple(a for a in range(labels.ndim) if a != axis)
+        present = np.flatnonzero(labels.any(axis=other))
+        if present.size == 0:
+            return None
+        axes.append(slice(max(0, present[0] - margin), min(labels.shape[axis], present[-1] + 1 + margin)))
+    return tuple(axes)
+
+
+def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, options: PredictOptions) -> sitk.Image:
+    """`batseg.postprocess` on the tumour bounding box grown by one background voxel.
+
+    Equivalent to postprocessing the whole map (a hole lies inside its class's box; the grown
+    box's rim is background connected to the outside, as the crop border is for hole filling;
+    lesions and their types are local), and much faster when the lesions are small.
+    """
+    array = sitk.GetArrayFromImage(labels)
+    box = tumour_box(array)
+    if box is not None:
+        crop_probabilities = None if probabilities is None else probabilities[(slice(None), *box)]
+        array[box] = postprocess(
+            array[box],
+            labels.GetSpacing()[::-1],
+            probabilities=crop_probabilities,
+            fill_holes=options.postprocess,
+            min_volume_mm3=options.min_volume_mm3 if options.postprocess else 0.0,
+            one_type_per_lesion=options.one_type_per_lesion,
+        )
+    image = sitk.GetImageFromArray(array.astype(np.uint8, copy=False))
+    image.CopyInformation(labels)
+    return image
+
+
+def _write_all(outputs: dict[str, tuple[Path, Any]], overwrite: bool) -> None:
+    """Write every output; on failure remove those already written by this call."""
+    written: list[Path] = []
+    try:
+        for kind, (path, payload) in outputs.items():
+            if kind == "report":
+                json_path, csv_path = path
+                write_report(payload, json_path, csv_path, overwrite=overwrite)
+                written += [json_path, csv_path]
+            else:
+                write_image(payload, path, overwrite=overwrite)
+                written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def segment_case(
+    predictor: Predictor,
+    case: Case,
+    out_dir: Path,
+    options: PredictOptions,
+    progress: Progress,
+    before_write: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run one case end to end; returns its result (outputs, timings, lesion count, warnings).
+
+    `before_write()` is called once the results exist and before anything is written (the
+    command prints its disclaimer there, so a failed case prints nothing but its error).
+    """
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def stage(name: str):
+        return _TimedStage(progress, name, timings)
+
+    with stage("read"):
+        image = read_image(case, lambda info: predictor.check_memory(info, case.name, options.save_field))
+    prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field)
+    timings.update(prediction.timings)
+    with stage("postprocess"):
+        labels = postprocess_labels(prediction.labels, prediction.probabilities, options)
+    with stage("report"):
+        report = lesion_report(labels, prediction.probabilities, case.name)
+        report["source"] = str(case.path)
+        report["model"] = {"name": predictor.manifest.get("name"), "version": predictor.manifest.get("version")}
+    paths = output_paths(case.name, out_dir, options)
+    outputs: dict[str, tuple[Any, Any]] = {"labels": (paths["labels"], labels)}
+    if options.save_probabilities:
+        outputs["probabilities"] = (paths["probabilities"], vector_image(prediction.probabilities, image))
+    if options.save_field:
+        outputs["field"] = (paths["field"], vector_image(prediction.field, image))
+    outputs["report"] = ((paths["report_json"], paths["report_csv"]), report)
+    if before_write is not None:
+        before_write()
+    with stage("write"):
+        _write_all(outputs, options.overwrite)
+    timings["total"] = time.perf_counter() - start
+    return {
+        "case": case.name,
+        "input": str(case.path),
+        "outputs": {kind: str(path) for kind, path in paths.items()},
+        "lesions": report["lesion_count"],
+        "total_volume_cm3": report["total_volume_cm3"],
+        "timings": {name: round(seconds, 4) for name, seconds in timings.items()},
+        "peak_memory_mb": round(peak_resident_bytes() / 1024**2, 1),
+        "warnings": prediction.warnings,
+        "details": prediction.details,
+    }
+
+
+class _TimedStage:
+    """`progress.stage(name)` that also records the seconds in `timings`."""
+
+    def __init__(self, progress: Progress, name: str, timings: dict[str, float]) -> None:
+        self._context = progress.stage(name)
+        self._name = name
+        self._timings = timings
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+        self._context.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._context.__exit__(*exc)
+        self._timings[self._name] = time.perf_counter() - self._start

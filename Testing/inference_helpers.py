@@ -1,0 +1,118 @@
+"""Shared pieces of the inference tests: a random-weight light model, test images, a CLI runner.
+
+The model (light topology, random weights, written with `batseg.models.write_untrained_model`)
+and its ONNX export are made once per test process in a temporary folder removed at exit, so
+every inference test file reuses them. Images are small (model grids of a few thousand voxels)
+so each prediction takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-spine-mri"
+
+# Sagittal PIR: i toward posterior, j toward inferior, k toward right (the model's own axes).
+PIR_DIRECTION = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+@functools.lru_cache(maxsize=None)
+def work_dir() -> Path:
+    """A temporary folder for this test process (removed at exit)."""
+    folder = Path(tempfile.mkdtemp(prefix="batseg-inference-tests-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@functools.lru_cache(maxsize=None)
+def light_model() -> Path:
+    """A light-topology model file with random weights (seed 0)."""
+    from batseg.models import write_untrained_model
+
+    return write_untrained_model(work_dir() / "untrained-light.batseg", "light", seed=0)
+
+
+def cache_dir() -> Path:
+    """The ONNX cache folder shared by this process's tests."""
+    return work_dir() / "cache"
+
+
+@functools.lru_cache(maxsize=None)
+def predictor(backend: str = "onnx", tile: str = "auto"):
+    """A Predictor over the random light model (one per backend / tile mode)."""
+    from batseg.inference.predictor import Predictor
+
+    return Predictor(light_model(), device="cpu", backend=backend, threads=2, tile=tile, cache_folder=cache_dir())
+
+
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    """3x3 rotation about an LPS axis."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    matrix = np.eye(3)
+    a, b = [i for i in range(3) if i != axis]
+    matrix[a, a], matrix[a, b], matrix[b, a], matrix[b, b] = c, -s, s, c
+    return matrix
+
+
+def smooth_volume(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """A smooth random float32 volume with a bright blob (a stand-in for anatomy), values 0-1000."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    volume = gaussian_filter(rng.normal(size=shape), sigma=(0.7, 3.0, 3.0))
+    z, y, x = np.indices(shape)
+    centre = [s / 2 for s in shape]
+    volume += 3 * volume.std() * np.exp(-(((z - centre[0]) / 2) ** 2 + ((y - centre[1]) / 8) ** 2 + ((x - centre[2]) / 8) ** 2))
+    volume = (volume - volume.min()) / (volume.max() - volume.min()) * 1000
+    return volume.astype(np.float32)
+
+
+def make_image(
+    array: np.ndarray,
+    spacing: tuple[float, float, float] = (0.5, 0.5, 3.6),
+    direction: np.ndarray | tuple = PIR_DIRECTION,
+    origin: tuple[float, float, float] = (12.5, -40.25, 80.0),
+) -> sitk.Image:
+    """An image from a (k, j, i) array with the given SimpleITK geometry."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetDirection(tuple(float(v) for v in np.asarray(direction, dtype=float).ravel()))
+    image.SetOrigin(origin)
+    return image
+
+
+def sagittal_image(shape: tuple[int, int, int] = (10, 64, 56), seed: int = 0, oblique_degrees: float = 0.0) -> sitk.Image:
+    """A sagittal PIR volume (3.6 mm slices, 0.5 mm in-plane), optionally rotated about LR and SI."""
+    direction = np.asarray(PIR_DIRECTION).reshape(3, 3)
+    if oblique_degrees:
+        direction = rotation(0, oblique_degrees) @ rotation(2, oblique_degrees / 2) @ direction
+    return make_image(smooth_volume(shape, seed), direction=direction)
+
+
+def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    """True when two images have exactly the same origin, spacing, direction and size."""
+    return (
+        a.GetOrigin() == b.GetOrigin()
+        and a.GetSpacing() == b.GetSpacing()
+        and a.GetDirection() == b.GetDirection()
+        and a.GetSize() == b.GetSize()
+    )
+
+
+def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m batseg ...` in a child process with the shared ONNX cache."""
+    env = dict(os.environ, BATSEG_CACHE_DIR=str(cache_dir()), **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "batseg", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )

@@ -1,0 +1,163 @@
+"""Backends, sliding window, test-time augmentation, ONNX cache and the GPU out-of-memory fallback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from batseg.errors import BATsegError
+from batseg.inference import backends
+from batseg.inference.predictor import Predictor, mirror_combinations
+from batseg.inference.sliding_window import (
+    choose_tile,
+    gaussian_importance,
+    plan_windows,
+    predict_windows,
+    tile_starts,
+)
+from batseg.progress import Progress
+from inference_helpers import cache_dir, light_model, make_image, predictor, sagittal_image, smooth_volume, work_dir
+
+
+def test_torch_and_onnx_backends_agree() -> None:
+    image = sagittal_image((12, 90, 70), seed=2, oblique_degrees=6.0)
+    onnx = predictor("onnx").predict(image, probabilities=True, field=True)
+    torch = predictor("torch").predict(image, probabilities=True, field=True)
+    assert onnx.details["backend"] == "onnx" and torch.details["backend"] == "torch"
+    assert np.abs(onnx.probabilities - torch.probabilities).max() < 1e-3
+    assert np.abs(onnx.field - torch.field).max() < 1e-3
+    same = sitk.GetArrayViewFromImage(onnx.labels) == sitk.GetArrayViewFromImage(torch.labels)
+    assert same.mean() > 0.999  # only near-ties may differ
+
+
+def test_sliding_window_blending_is_a_weighted_mean_of_the_tiles() -> None:
+    """A runner echoing its tile must give back the volume itself, whatever the tiling."""
+    volume = smooth_volume((11, 45, 37), seed=1)
+
+    def echo(tile: np.ndarray):
+        return np.concatenate([tile, 2 * tile], axis=1), tile + 1
+
+    for tile, step in (((4, 16, 16), 0.5), ((8, 32, 16), 0.25), ((16, 64, 48), 0.5), ((2, 16, 16), 1.0)):
+        plan = plan_windows(volume.shape, tile, step)
+        logits, field = predict_windows(volume, echo, plan)
+        np.testing.assert_allclose(logits[0], volume, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(logits[1], 2 * volume, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(field[0], volume + 1, rtol=1e-5, atol=1e-3)
+    assert plan_windows(volume.shape, (4, 16, 16), 0.5).count == 5 * 5 * 4
+
+
+def test_tile_positions_gaussian_and_tile_choice() -> None:
+    assert tile_starts(100, 40, 0.5) == [0, 20, 40, 60]
+    assert tile_starts(30, 40, 0.5) == [0]
+    starts = tile_starts(272, 160, 0.5)
+    assert starts[0] == 0 and starts[-1] == 112 and max(np.diff(starts)) <= 80
+    weights = gaussian_importance((8, 16, 12))
+    assert weights[4, 8, 6] == pytest.approx(1.0) and weights.min() > 0
+    assert weights[4, 8, 6] > weights[4, 8, 1] > weights[4, 8, 0]
+    # auto: the whole volume rounded up to the downsampling, unless over the voxel budget
+    assert choose_tile((16, 272, 272), (16, 160, 160), (2, 16, 16), "auto", 2_000_000) == (16, 272, 272)
+    assert choose_tile((15, 100, 70), (16, 160, 160), (2, 16, 16), "auto", 2_000_000) == (16, 112, 80)
+    shrunk = choose_tile((40, 600, 600), (16, 160, 160), (2, 16, 16), "auto", 2_000_000)
+    assert np.prod(shrunk) <= 2_000_000 and all(t >= p for t, p in zip(shrunk, (16, 160, 160)))
+    assert choose_tile((40, 600, 600), (16, 160, 160), (2, 16, 16), "patch") == (16, 160, 160)
+    with pytest.raises(BATsegError, match="multiple"):
+        choose_tile((16, 64, 64), (16, 160, 160), (2, 16, 16), (15, 64, 64))
+
+
+def test_patch_tiles_and_whole_volume_tile_give_the_same_grid() -> None:
+    image = sagittal_image((10, 420, 400), seed=6)
+    auto = predictor("onnx", "auto").predict(image, probabilities=True)
+    patch = predictor("onnx", "patch").predict(image, probabilities=True)
+    assert auto.details["tiles"] == 1 and patch.details["tiles"] > 1
+    assert auto.probabilities.shape == patch.probabilities.shape
+    assert auto.labels.GetSize() == patch.labels.GetSize() == image.GetSize()
+
+
+def test_test_time_augmentation_is_mirror_equivariant() -> None:
+    """With all flips averaged, mirroring the input along a model axis mirrors the output."""
+    assert len(mirror_combinations((0, 1, 2))) == 8
+    array = smooth_volume((8, 48, 32), seed=7)  # already on the light model's grid: no padding
+    spacing = (0.94, 0.94, 3.3)
+    plain = make_image(array, spacing=spacing)
+    flipped = make_image(np.ascontiguousarray(array[::-1]), spacing=spacing)  # mirrored left-right
+    first = predictor("onnx").predict(plain, tta=True, probabilities=True)
+    second = predictor("onnx").predict(flipped, tta=True, probabilities=True)
+    np.testing.assert_allclose(second.probabilities[:, ::-1], first.probabilities, atol=1e-4)
+    without = predictor("onnx").predict(plain, probabilities=True)
+    assert np.abs(without.probabilities - first.probabilities).max() > 1e-3  # TTA did change something
+
+
+def test_onnx_export_is_cached_and_a_damaged_cache_is_rebuilt() -> None:
+    folder = work_dir() / "fresh-cache"
+    cold = Predictor(light_model(), device="cpu", backend="onnx", cache_folder=folder)
+    assert cold.backend_info["onnx_cache"] == "cold"
+    warm = Predictor(light_model(), device="cpu", backend="onnx", cache_folder=folder)
+    assert warm.backend_info["onnx_cache"] == "warm"
+    path = backends.onnx_cache_path(warm.manifest, folder)
+    assert path.is_file() and warm.manifest["weights_sha256"] in path.name
+    assert not list(path.parent.glob(".*part"))  # no temporary file left behind
+    path.write_bytes(b"damaged")
+    repaired = Predictor(light_model(), device="cpu", backend="onnx", cache_folder=folder)
+    assert repaired.backend_info["onnx_cache"] == "cold" and path.stat().st_size > 1000
+    image = sagittal_image((8, 40, 40))
+    np.testing.assert_array_equal(
+        sitk.GetArrayViewFromImage(repaired.predict(image).labels),
+        sitk.GetArrayViewFromImage(predictor("onnx").predict(image).labels),
+    )
+
+
+def test_warm_onnx_prediction_does_not_import_torch() -> None:
+    predictor("onnx")  # makes sure the export is cached
+    code = (
+        "import sys, numpy as np, SimpleITK as sitk\n"
+        "from batseg.inference.predictor import Predictor\n"
+        f"p = Predictor({str(light_model())!r}, device='cpu', backend='onnx', cache_folder=__import__('pathlib').Path({str(cache_dir())!r}))\n"
+        "image = sitk.GetImageFromArray(np.random.rand(8, 40, 40).astype(np.float32)); image.SetSpacing((0.5, 0.5, 3.6))\n"
+        "p.predict(image)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+class _OutOfMemoryOnce:
+    """A fake GPU backend whose first tile fails like torch.cuda.OutOfMemoryError."""
+
+    name = "torch"
+    device = "cuda"
+
+    def run(self, tile):
+        raise type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu(capsys) -> None:
+    image = sagittal_image((8, 40, 40), seed=9)
+    reference = predictor("onnx").predict(image)
+    fallback = Predictor(light_model(), device="cpu", backend="auto", cache_folder=cache_dir(), progress=Progress("json"))
+    fallback.device, fallback.backend = "cuda", _OutOfMemoryOnce()
+    result = fallback.predict(image)
+    assert fallback.device == "cpu" and result.details["device"] == "cpu"
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(result.labels), sitk.GetArrayViewFromImage(reference.labels))
+    events = [json.loads(line[len("BATSEG "):]) for line in capsys.readouterr().out.splitlines() if line.startswith("BATSEG ")]
+    assert any("ran out of memory" in e.get("message", "") for e in events)
+
+
+def test_backend_and_device_choices() -> None:
+    assert backends.resolve_backend("auto", "cpu") == backends.DEFAULT_CPU_BACKEND
+    assert backends.resolve_backend("auto", "cuda") == "torch"
+    with pytest.raises(BATsegError):
+        backends.resolve_backend("tensorrt", "cpu")
+    if not backends.cuda_available():
+        assert backends.resolve_device("auto") == "cpu"
+        with pytest.raises(BATsegError, match="no CUDA GPU"):
+            backends.resolve_device("cuda")
+    assert backends.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert not backends.is_out_of_memory(RuntimeError("shape mismatch"))
+    one_thread = Predictor(light_model(), device="cpu", backend="onnx", threads=1, cache_folder=cache_dir())
+    assert one_thread.predict(sagittal_image((8, 40, 40))).labels.GetSize() == (40, 40, 8)

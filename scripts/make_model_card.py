@@ -1,0 +1,233 @@
+"""Write the shipped model's card and install the model file with its measured metrics.
+
+Run by scripts/train_shipped_model.sh after training and evaluation; reads only what that
+script wrote into WORK_DIR (model files, `batseg evaluate` JSON, predictions on the real
+healthy scans), so every figure in the card comes from those commands:
+
+    python scripts/make_model_card.py --work WORK_DIR --name batseg-light-phantoms \
+        --epochs E --iters I --patch Z Y X
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from batseg.labels import TUMOUR_CLASSES
+from batseg.model_file import read_manifest, sha256_file, with_manifest_updates
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "BATsegSlicer" / "Resources" / "Models"
+TARGETS = {"mean_dice": 0.80, "mean_hd95_mm": 15.0, "type_accuracy": 0.90}
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def mm(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The card's headline figures from one `batseg evaluate` JSON."""
+    agg = evaluation["aggregate"]
+    det = agg["detection"]
+    return {
+        "n_cases": agg["n_cases"],
+        "per_class": {
+            k: {"n": v["n_cases"], "dice": v["dice_mean"], "hd95_mm": v["hd95_mean"]} for k, v in agg["per_class"].items()
+        },
+        "mean_dice": agg["mean_over_classes"]["dice"],
+        "mean_hd95_mm": agg["mean_over_classes"]["hd95"],
+        "whole_tumour_dice": agg["tumour"]["dice_mean"],
+        "detection_tpr": det["true_positive_detection_rate"],
+        "detection_fpr": det["false_positive_detection_rate"],
+        "type_accuracy": det["type_accuracy"],
+        "type_confusion": det["type_confusion"],
+        "patient_sensitivity": agg["patient_sensitivity"],
+        "healthy_cases": agg["healthy_cases"],
+        "healthy_cases_with_prediction": agg["healthy_cases_with_prediction"],
+    }
+
+
+def real_scan_findings(pred_dir: Path) -> dict[str, int]:
+    """Number of reported lesions per real healthy scan (after postprocessing)."""
+    return {p.name.split(".")[0]: len(load_json(p)["lesions"]) for p in sorted(pred_dir.glob("*.report.json"))}
+
+
+def comparison_table(batseg: dict[str, Any], baseline: dict[str, Any]) -> str:
+    rows = ["| class | n | BATseg Dice % | baseline Dice % | BATseg HD95 mm | baseline HD95 mm |", "|---|---|---|---|---|---|"]
+    for c in TUMOUR_CLASSES:
+        b, n = batseg["per_class"][c.key], baseline["per_class"][c.key]
+        rows.append(f"| {c.name} | {b['n']} | {pct(b['dice'])} | {pct(n['dice'])} | {mm(b['hd95_mm'])} | {mm(n['hd95_mm'])} |")
+    rows.append(
+        f"| **mean over classes** | | **{pct(batseg['mean_dice'])}** | {pct(baseline['mean_dice'])} | "
+        f"**{mm(batseg['mean_hd95_mm'])}** | {mm(baseline['mean_hd95_mm'])} |"
+    )
+    rows.append(f"| whole tumour (any type) | | {pct(batseg['whole_tumour_dice'])} | {pct(baseline['whole_tumour_dice'])} | | |")
+    return "\n".join(rows)
+
+
+def detection_table(batseg: dict[str, Any], baseline: dict[str, Any]) -> str:
+    rows = ["| figure | BATseg | baseline |", "|---|---|---|"]
+    for label, key in (
+        ("lesion detection rate (true positive, >= 6 mm3 overlap) %", "detection_tpr"),
+        ("false positive detection rate %", "detection_fpr"),
+        ("lesion type accuracy %", "type_accuracy"),
+        ("patient-level sensitivity %", "patient_sensitivity"),
+    ):
+        rows.append(f"| {label} | {pct(batseg[key])} | {pct(baseline[key])} |")
+    rows.append(
+        f"| healthy phantoms with a reported lesion | {batseg['healthy_cases_with_prediction']} / {batseg['healthy_cases']} "
+        f"| {baseline['healthy_cases_with_prediction']} / {baseline['healthy_cases']} |"
+    )
+    return "\n".join(rows)
+
+
+def confusion_table(confusion: list[list[int]]) -> str:
+    names = [c.name for c in TUMOUR_CLASSES]
+    rows = ["| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    rows += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(confusion)]
+    return "\n".join(rows)
+
+
+def target_lines(batseg: dict[str, Any], baseline: dict[str, Any]) -> str:
+    checks = [
+        ("mean Dice >= 0.80", batseg["mean_dice"] is not None and batseg["mean_dice"] >= TARGETS["mean_dice"]),
+        ("mean HD95 <= 15 mm", batseg["mean_hd95_mm"] is not None and batseg["mean_hd95_mm"] <= TARGETS["mean_hd95_mm"]),
+        ("lesion type accuracy >= 90%", batseg["type_accuracy"] is not None and batseg["type_accuracy"] >= TARGETS["type_accuracy"]),
+        (
+            "BATseg no worse than the baseline on mean HD95",
+            None not in (batseg["mean_hd95_mm"], baseline["mean_hd95_mm"]) and batseg["mean_hd95_mm"] <= baseline["mean_hd95_mm"],
+        ),
+    ]
+    return "\n".join(f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in checks)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def card_text(args: argparse.Namespace, manifest: dict[str, Any], batseg: dict, baseline: dict, real: dict, model_file: Path) -> str:
+    training = manifest.get("training", {})
+    real_lines = "\n".join(f"| {name} | {count} |" for name, count in real.items())
+    command = " ".join(training.get("command", [])) or "see scripts/train_shipped_model.sh"
+    return f"""# Model card: {manifest['name']} {manifest['version']}
+
+> **Trained on synthetic phantoms only; not for clinical use.** This model demonstrates the
+> BATseg pipeline. It has never seen a real tumour. It is not a medical device and must not be
+> used for diagnosis, treatment or any decision about a patient.
+
+| | |
+|---|---|
+| file | `{model_file.name}` ({model_file.stat().st_size / 1e6:.1f} MB) |
+| weights sha256 | `{manifest['weights_sha256']}` |
+| network | BATseg: nnU-Net PlainConvUNet, topology `light` (5 stages, 16-128 features) + 1x1x1 surface-distance-field head (sigmoid, 4 class-wise channels, truncation t = 1), loss CE + Dice + mean \\|e\\|^3 |
+| input | sagittal T1 post-gadolinium MRI, resampled to {manifest['input']['target_spacing']} mm (z, y, x = left-right, superior-inferior, anterior-posterior), z-score per volume |
+| classes | 1 spinal meningioma, 2 ependymoma, 3 astrocytoma, 4 hemangioblastoma |
+| licence | BSD-3-Clause, as the project |
+
+## Training data
+
+200 synthetic phantoms from `batseg phantom -n 200 --seed 2026` (45 per tumour type, 20 healthy),
+generated by `batseg.phantoms` (see `docs/phantoms.md`); nothing else. No real patient image was
+used for training.
+
+## Training
+
+Exact command (recorded in the manifest), run by `scripts/train_shipped_model.sh` at commit
+`{args.commit}`:
+
+```
+{command}
+```
+
+Budget: {args.epochs} epochs x {args.iters} iterations, batch 2, patch {' x '.join(map(str, args.patch))},
+seed 1, on a 2-core CPU with one thread per run (no GPU was available); nnU-Net v2's SGD, poly
+learning rate from 0.01, its augmentation; the field is computed in the augmentation worker
+after spatial augmentation. This is a very small budget next to the paper's 1000 x 250
+iterations on a GPU; retrain with `EPOCHS`/`ITERS` raised (and `DEVICE=cuda`) for a stronger model.
+
+The nnU-Net baseline is the same network without the field head (`--loss none`), trained with
+the same data, seed, budget and machine, side by side.
+
+## Held-out test: 40 phantoms (`batseg phantom -n 40 --seed 7`), never seen in training
+
+Predicted with `batseg predict` (default postprocessing), scored with `batseg evaluate`
+(Dice, HD95 with the 450 mm rule for a missed class, Lemay's >= 6 mm3 detection).
+
+{comparison_table(batseg, baseline)}
+
+{detection_table(batseg, baseline)}
+
+Lesion type confusion, BATseg (rows true type, columns predicted type, detected lesions):
+
+{confusion_table(batseg['type_confusion'])}
+
+Targets set for the shipped model:
+
+{target_lines(batseg, baseline)}
+
+## Real healthy spinal cords
+
+The real scans in `../shared/data/real-spine-mri` (healthy volunteers; T1w without contrast and
+T2w, not the T1 Gd the model expects) resliced to a clinical sagittal grid (0.5 x 0.5 mm,
+3.3 mm slices across left-right) by `scripts/reslice_real_scans.py`. Lesions reported after
+postprocessing (the correct answer is 0 for each):
+
+| scan | lesions reported |
+|---|---|
+{real_lines}
+
+## Limitations
+
+- Synthetic training data: real tumours, scanners and artefacts differ from the phantoms.
+  Results on phantoms say nothing about accuracy on patients.
+- Trained at twice the paper's in-plane spacing (0.94 mm) for CPU speed; small
+  hemangioblastoma nodules are the most affected.
+- Reproduce every number above with `bash scripts/train_shipped_model.sh`.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--iters", type=int, required=True)
+    parser.add_argument("--patch", type=int, nargs=3, required=True)
+    args = parser.parse_args()
+    args.commit = git_commit()
+    batseg = summary(load_json(args.work / f"eval_{args.name}.json"))
+    baseline = summary(load_json(args.work / f"eval_{args.name}-baseline.json"))
+    real = real_scan_findings(args.work / "pred_real")
+    source = args.work / f"{args.name}.batseg"
+    manifest = read_manifest(source)
+    metrics = {
+        "held_out_phantoms": batseg,
+        "nnunet_baseline_held_out_phantoms": baseline,
+        "real_healthy_scans_lesions_reported": real,
+    }
+    MODELS.mkdir(parents=True, exist_ok=True)
+    target = MODELS / f"{args.name}-{manifest['version']}.batseg"
+    with_manifest_updates(source, {"metrics": metrics}, target, overwrite=True)
+    card = MODELS / f"{args.name}-{manifest['version']}.md"
+    card.write_text(card_text(args, read_manifest(target), batseg, baseline, real, target))
+    shutil.copyfile(args.work / f"eval_{args.name}.png", MODELS / f"{args.name}-{manifest['version']}.eval.png")
+    print(f"wrote {target} (sha256 {sha256_file(target)}) and {card}")
+
+
+if __name__ == "__main__":
+    main()

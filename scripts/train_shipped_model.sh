@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped model from scratch: phantom data, BATseg and its nnU-Net baseline under
+# the same budget, held-out evaluation, the check on real healthy scans, and the model card.
+# Every figure of BATsegSlicer/Resources/Models/*/MODEL_CARD.md comes from this script.
+#
+#   bash scripts/train_shipped_model.sh [WORK_DIR]      (default work_tmp/shipped)
+#
+# Budget knobs (environment): EPOCHS, ITERS (iterations per epoch), PATCH ("Z Y X"), DEVICE.
+# On a 2-core CPU both trainings run side by side with one thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+W=${1:-work_tmp/shipped}
+EPOCHS=${EPOCHS:-20}
+ITERS=${ITERS:-50}
+PATCH=${PATCH:-16 128 128}
+DEVICE=${DEVICE:-cpu}
+NAME=batseg-light-phantoms
+VERSION=1.0.0
+mkdir -p "$W"
+
+# 1. Data: 200 training phantoms (seed 2026) and 40 held-out phantoms (seed 7).
+[ -f "$W/train/Dataset501_BATsegPhantoms/dataset.json" ] ||
+  batseg phantom -o "$W/train" -n 200 --seed 2026 --workers 2 --name Dataset501_BATsegPhantoms
+[ -f "$W/test/Dataset502_BATsegPhantomsTest/dataset.json" ] ||
+  batseg phantom -o "$W/test" -n 40 --seed 7 --workers 2 --name Dataset502_BATsegPhantomsTest
+TRAIN="$W/train/Dataset501_BATsegPhantoms"
+TEST="$W/test/Dataset502_BATsegPhantomsTest"
+
+# 2. BATseg (cubic boundary loss) and the plain nnU-Net baseline, same data, seed and budget.
+train() {  # $1 loss, $2 output, $3 name
+  OMP_NUM_THREADS=${THREADS:-1} nnUNet_n_proc_DA=1 batseg train --data "$TRAIN" --output "$2" \
+    --topology light --loss "$1" --fold all --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" \
+    --val-iterations 5 --patch $PATCH --device "$DEVICE" --seed 1 --workdir "$W/work_$1" \
+    --name "$3" --version "$VERSION" --overwrite --progress bar
+}
+train cubic "$W/$NAME.batseg" "$NAME" > "$W/train_batseg.log" 2>&1 &
+train none "$W/$NAME-baseline.batseg" "$NAME-baseline" > "$W/train_baseline.log" 2>&1 &
+wait %1 && wait %2
+
+# 3. Held-out evaluation of both models (same postprocessing defaults).
+for m in "$NAME" "$NAME-baseline"; do
+  batseg predict -i "$TEST/imagesTr" -o "$W/pred_$m" --model "$W/$m.batseg" --device cpu --overwrite --progress quiet
+  batseg evaluate --pred "$W/pred_$m" --gt "$TEST/labelsTr" -o "$W/eval_$m.json" --png "$W/eval_$m.png" --overwrite
+done
+
+# 4. Real healthy cords resliced to a clinical sagittal grid: no tumour may be reported.
+python scripts/reslice_real_scans.py --out "$W/real"
+batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME.batseg" --device cpu --overwrite --progress quiet
+
+# 5. Model card, and the model file with its measured metrics into Resources/Models.
+python scripts/make_model_card.py --work "$W" --name "$NAME" --epochs "$EPOCHS" --iters "$ITERS" --patch $PATCH
