@@ -18,6 +18,12 @@ from batseg.progress import Progress
 
 # Sub-commands in the order `batseg --help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "predict",
+    "benchmark",
+    "evaluate",
+    "train",
+    "package",
+    "phantom",
 )
 
 
