@@ -21,7 +21,7 @@ Decisions:
   blur and Gibbs ringing of real images and the spatially correlated noise of zero-filled
   reconstructions.
 - Noise: complex Gaussian added in k-space over the acquired region, magnitude image (Rician;
-  Rayleigh in the air). SNR of the cord (its signal over the per-channel noise sigma) 6-25.
+  Rayleigh in the air). SNR of the cord (its signal over the per-channel noise sigma) 8-30.
 - Bias: a smooth multiplicative field (random low-frequency profiles along each axis, 5-25%)
   times the sensitivity of a posterior spine coil, which falls off anteriorly from the back.
   It is normalised to 1 at the canal so the drawn SNR is the cord's SNR.
@@ -31,7 +31,7 @@ Decisions:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import scipy.fft
@@ -116,7 +116,9 @@ def draw_acquisition(rng: np.random.Generator, region: str, matrix: int | None =
     if matrix is None:
         drawn = int(rng.choice([256, 320, 384, 448, 512], p=[0.1, 0.2, 0.4, 0.2, 0.1]))
         pixel = float(np.clip(fov_si / drawn, *PIXEL_RANGE_MM))
-        matrix = int(round(fov_si / pixel))
+        # Round the matrix towards the inside of the pixel range.
+        matrix = int(np.clip(round(fov_si / pixel), np.ceil(fov_si / PIXEL_RANGE_MM[1]),
+                             np.floor(fov_si / PIXEL_RANGE_MM[0])))
     pixel = fov_si / matrix
     ni = int(round(fov_ap / pixel))
     spacing = rng.uniform(*SLICE_SPACING_RANGE_MM)
@@ -136,10 +138,24 @@ def draw_acquisition(rng: np.random.Generator, region: str, matrix: int | None =
         direction=tuple(float(d) for d in direction.ravel()), origin=tuple(float(o) for o in origin),
         phase_axis=str(rng.choice(["SI", "AP"], p=[0.6, 0.4])),
         phase_fraction=float(rng.uniform(0.65, 1.0)), read_fraction=float(rng.uniform(0.8, 1.0)),
-        taper=float(rng.uniform(0.1, 0.4)), snr=float(rng.uniform(6.0, 25.0)),
+        taper=float(rng.uniform(0.1, 0.4)), snr=float(rng.uniform(8.0, 30.0)),
         bias_amplitude=float(rng.uniform(0.05, 0.25)), coil_floor=float(rng.uniform(0.25, 0.7)),
         coil_length_mm=float(rng.uniform(50.0, 140.0)), fat_counts=float(rng.uniform(400.0, 2500.0)),
         offset=float(rng.uniform(0.0, 20.0)))
+
+
+# Acquisition fields a caller may set instead of drawing them (geometry excluded: the field of
+# view, matrix and slices decide where the anatomy is).
+OVERRIDABLE = ("phase_axis", "phase_fraction", "read_fraction", "taper", "snr", "bias_amplitude",
+               "coil_floor", "coil_length_mm", "fat_counts", "offset")
+
+
+def override(acq: Acquisition, values: dict) -> Acquisition:
+    """The acquisition with some drawn fields replaced (see OVERRIDABLE)."""
+    unknown = sorted(set(values) - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"cannot override {unknown}; allowed: {OVERRIDABLE}")
+    return replace(acq, **values)
 
 
 def _window(n: int, fraction: float, taper: float) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from batseg.phantoms import tissues as T
-from batseg.phantoms.shapes import FAR, Tube, TubeSection
+from batseg.phantoms.shapes import Tube, TubeSection
 from batseg.phantoms.spine import Spine
 
 CORTEX_MM = 0.8  # cortical shell of the vertebral bodies and bony tubes
@@ -154,7 +154,8 @@ class AnatomyPainter:
         in_bar = (a >= 0) & (a <= thick) & (w >= 0) & (w <= lv.sp_len[m]) & (self.canal_ap > 0)
         lamina = w <= lv.lamina[m]
         self.arch_bone = in_bar
-        self.arch_cortex = in_bar & ((a < 1.0) | (a > thick - 1.0) | (w > lv.sp_len[m] - 1.2))
+        # A thin cortex only: the processes are narrow and their cortex blurs into the marrow.
+        self.arch_cortex = in_bar & ((a < 0.5) | (a > thick - 0.5) | (w > lv.sp_len[m] - 0.8))
         self.arch_lamina = in_bar & lamina
         self.flavum = ~in_bar & (w >= 0) & (w <= lv.lamina[m]) & (self.canal_ap > 0)
         self.interspinous = ~in_bar & (w > lv.lamina[m]) & (w <= lv.sp_len[m]) & (self.canal_ap > 0)
@@ -257,7 +258,7 @@ class AnatomyPainter:
         tb[self.midline[b] & (av < self.midline_v)] = T.INTERSPINOUS
         tb[self.interspinous[b] & (av < 1.0)] = T.LIGAMENT
         bone = self.arch_bone[b] & ((self.arch_lamina[b] & near) | (av <= self.spinous_v))
-        tb[bone] = T.MARROW
+        tb[bone] = T.ARCH
         tb[bone & self.arch_cortex[b]] = T.CORTEX
 
     def _paint_lateral(self, t: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
@@ -314,4 +315,4 @@ def _box(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[sl
             slice(max(int(cols.min()) - 2, 0), min(int(cols.max()) + 3, shape[1])))
 
 
-__all__ = ["AnatomyPainter", "Frame", "SubSlice", "make_frame", "FAR"]
+__all__ = ["AnatomyPainter", "Frame", "SubSlice", "make_frame"]

@@ -23,12 +23,12 @@ import SimpleITK as sitk
 from batseg.errors import BATsegError
 from batseg.labels import class_by_value
 from batseg.phantoms import tissues as T
-from batseg.phantoms.acquisition import draw_acquisition, simulate, to_image
+from batseg.phantoms.acquisition import Acquisition, draw_acquisition, override, simulate, to_image
 from batseg.phantoms.render import render
 from batseg.phantoms.spine import REGIONS, Spine, draw_spine
 from batseg.phantoms.tissues import draw_tissue_signal
-from batseg.phantoms.tumours import (ASTROCYTOMA, EPENDYMOMA, HEMANGIOBLASTOMA, MENINGIOMA, TUMOUR_TYPES,
-                                     Lesion, attach_flow_voids, deform_cord, draw_lesions)
+from batseg.phantoms.tumours import (ASTROCYTOMA, EPENDYMOMA, HEMANGIOBLASTOMA, MENINGIOMA, TUMOUR_TYPES, Lesion,
+                                     attach_flow_voids, deform_cord, draw_lesions)
 
 REGION_PROBABILITY = {  # (cervical, thoracic, lumbar)
     MENINGIOMA: (0.2, 0.75, 0.05),
@@ -93,9 +93,11 @@ def _lesion_meta(spine: Spine, lesion: Lesion) -> dict:
 
 def generate_case(seed: int, tumour_types: Sequence[int] | None = None, region: str | None = None,
                   healthy: bool = False, *, matrix: int | None = None, n_slices: int | None = None,
-                  dtype: str = "int16") -> PhantomCase:
+                  acquisition: dict | None = None, dtype: str = "int16") -> PhantomCase:
     """Generate one phantom. `tumour_types` lists one label value (1-4) per lesion; `matrix`
-    (superior-inferior pixels) and `n_slices` override the drawn acquisition size."""
+    (superior-inferior pixels) and `n_slices` override the drawn acquisition size, and
+    `acquisition` other drawn acquisition fields (e.g. {"fat_counts": 600, "snr": 15}; see
+    acquisition.OVERRIDABLE)."""
     if dtype not in DTYPES:
         raise BATsegError(f"dtype must be one of {DTYPES}, not {dtype!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -105,6 +107,11 @@ def generate_case(seed: int, tumour_types: Sequence[int] | None = None, region: 
     types = _plan_types(rng_plan, tumour_types, healthy)
     region = _plan_region(rng_plan, types, region)
     acq = draw_acquisition(rng_acq, region, matrix, n_slices)
+    if acquisition:
+        try:
+            acq = override(acq, dict(acquisition))
+        except (ValueError, TypeError) as exc:
+            raise BATsegError(f"bad acquisition override: {exc}") from None
     fov_ap, fov_si = acq.fov_mm
     spine = draw_spine(rng_anat, region, fov_si, fov_ap)
     tissue = draw_tissue_signal(rng_anat)
@@ -120,17 +127,21 @@ def generate_case(seed: int, tumour_types: Sequence[int] | None = None, region: 
     image = simulate(acq, rendered.signal, tissue.of(T.CORD), rng_noise, y_back, y_canal)
     if dtype == "int16":
         image = np.clip(np.rint(image), 0, np.iinfo(np.int16).max).astype(np.int16)
-    voxel_mm3 = acq.pixel_mm ** 2 * acq.slice_spacing_mm
-    meta = {
-        "seed": int(seed), "region": region, "healthy": not lesions,
+    meta = _case_meta(int(seed), region, spine, lesions, dropped, rendered.label, acq, window)
+    return PhantomCase(to_image(image, acq), to_image(rendered.label, acq), to_image(rendered.cord, acq),
+                       to_image(rendered.sac, acq), meta)
+
+
+def _case_meta(seed: int, region: str, spine: Spine, lesions: list[Lesion], dropped: list[int],
+               label: np.ndarray, acq: Acquisition, window: tuple[float, float]) -> dict:
+    voxel_cm3 = acq.pixel_mm ** 2 * acq.slice_spacing_mm / 1000
+    return {
+        "seed": seed, "region": region, "healthy": not lesions,
         "tumour_types": [les.tumour_type for les in lesions], "dropped_tumour_types": dropped,
         "lesions": [_lesion_meta(spine, les) for les in lesions],
-        "label_volumes_cm3": {class_by_value(c).key: round(float(np.count_nonzero(rendered.label == c))
-                                                            * voxel_mm3 / 1000, 3)
-                              for c in TUMOUR_TYPES if np.any(rendered.label == c)},
+        "label_volumes_cm3": {class_by_value(c).key: round(float(np.count_nonzero(label == c)) * voxel_cm3, 3)
+                              for c in TUMOUR_TYPES if np.any(label == c)},
         "acquisition": acq.meta(), "anatomy": {"conus_tip_level": _level_name(spine, spine.conus_tip),
                                                "fov_levels": [_level_name(spine, w) for w in window]},
         "note": "synthetic phantom; not for clinical use",
     }
-    return PhantomCase(to_image(image, acq), to_image(rendered.label, acq), to_image(rendered.cord, acq),
-                       to_image(rendered.sac, acq), meta)

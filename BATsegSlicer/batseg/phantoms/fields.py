@@ -1,12 +1,13 @@
-"""Smooth random fields: tissue texture, tumour heterogeneity, smooth anatomical variation.
+"""Smooth random fields: tissue and lesion texture, smooth anatomical variation.
 
 Two kinds, both deterministic given the generator:
-- `FourierField`: a sum of a few random plane waves, evaluated analytically at any point (used
-  for tumour heterogeneity and patchy enhancement, which must be sampled on the fine grid
-  inside a lesion's bounding box only);
-- `texture_volume`: Gaussian-filtered white noise on the voxel grid (tissue texture; cheap
-  because it is computed once per case on the acquisition grid and shared by the sub-slices
-  of a slab).
+- `FourierField` / `smooth_profile`: a sum of a few random plane waves, evaluated analytically
+  at any position (smooth 1D variation of anatomical profiles along the spine and of the bias
+  field along each image axis);
+- `texture_volume`: Gaussian-filtered white noise on the voxel grid (tissue texture, tumour
+  heterogeneity, viscera; computed once per case on the acquisition grid, or a coarser one, and
+  shared by the sub-slices of a slab). Plane-wave sums are not used for textures: with few
+  waves they look striped.
 """
 
 from __future__ import annotations

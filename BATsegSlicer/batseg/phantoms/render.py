@@ -25,15 +25,16 @@ from batseg.phantoms.tumours import ROLE_ORDER, Component, Lesion
 
 FINE_TEXTURE_MM = 0.9
 COARSE_TEXTURE_MM = 7.0
-# Texture amplitudes per tissue: (fine, coarse) relative modulations.
+LESION_TEXTURE_MM = 2.5  # heterogeneous enhancement of ependymomas and (less) other tumours
+# Coarse texture amplitude per tissue (relative); the fine one is in the case's TissueSignal.
 _COARSE = {T.MUSCLE: 0.12, T.MARROW: 0.15, T.FAT: 0.03, T.EPIDURAL_FAT: 0.03, T.DISC: 0.06, T.SKIN: 0.05,
-           T.INTERSPINOUS: 0.2}
+           T.INTERSPINOUS: 0.2, T.ARCH: 0.1}
 ORGAN_MM = 12.0
 # Viscera in front of the spine: a smooth random field cut into dark (air, fast blood, fluid),
 # intermediate (organ walls, muscle, myocardium) and bright (mediastinal, mesenteric fat)
 # regions, per region: (dark below, bright above, dark, intermediate, bright signal).
 _ORGANS = {"cervical": (-1.0, 0.8, 0.10, 0.38, 0.85),
-           "thoracic": (-0.3, 0.9, 0.07, 0.35, 0.85),
+           "thoracic": (-0.2, 1.5, 0.07, 0.33, 0.7),
            "lumbar": (-0.8, 0.2, 0.10, 0.40, 0.90)}
 
 
@@ -51,7 +52,6 @@ class Rendered:
 class _Prepared:
     comp: Component
     section: TubeSection
-    L: np.ndarray  # spine-frame L over the section's box
 
 
 def _prepare(lesions: list[Lesion], frame_L: np.ndarray, frame_u: np.ndarray) -> list[_Prepared]:
@@ -62,15 +62,15 @@ def _prepare(lesions: list[Lesion], frame_L: np.ndarray, frame_u: np.ndarray) ->
         margin = max(c.margin, 1.0) + 5.0
         section = c.tube.section(frame_L, frame_u, margin)
         if section is not None:
-            out.append(_Prepared(c, section, frame_L[section.box]))
+            out.append(_Prepared(c, section))
     return out
 
 
-def _coarse_texture(rng: np.random.Generator, shape: tuple[int, int, int], pixel: float) -> np.ndarray:
-    """Low-frequency texture, computed on a grid 8 times coarser in-plane and upsampled."""
-    factor = 8
+def _coarse_texture(rng: np.random.Generator, shape: tuple[int, int, int], pixel: float, scale_mm: float,
+                    factor: int) -> np.ndarray:
+    """Low-frequency texture, computed on a grid `factor` times coarser in-plane and upsampled."""
     small = (shape[0], -(-shape[1] // factor), -(-shape[2] // factor))
-    sigma = COARSE_TEXTURE_MM / (pixel * factor)
+    sigma = scale_mm / (pixel * factor)
     tex = texture_volume(rng, small, (0.5, sigma, sigma))
     zoomed = ndimage.zoom(tex, (1, factor, factor), order=1, mode="nearest", grid_mode=True)
     return np.ascontiguousarray(zoomed[:, : shape[1], : shape[2]])
@@ -89,21 +89,27 @@ def _organ_map(rng: np.random.Generator, shape: tuple[int, int, int], pixel: flo
     return (dark + (mid - dark) * ramp(lo) + (bright - mid) * ramp(hi)).astype(np.float32)
 
 
-def _component_signal(p: _Prepared, base: float, sub: SubSlice) -> np.ndarray | float:
-    c, box = p.comp, p.section.box
-    if c.field is None and c.patch_field is None:
+def _component_signal(c: Component, base: float, box: tuple[slice, slice], textures: "_SliceTextures"
+                      ) -> np.ndarray | float:
+    if not c.heterogeneity and not c.patch:
         return base
-    u, v = sub.u[box], sub.v[box]
-    value = np.full(u.shape, base, np.float32)
-    if c.field is not None and c.heterogeneity:
-        value *= 1 + c.heterogeneity * c.field(p.L, u, v)
-    if c.patch_field is not None and c.patch:
-        value += c.patch * np.clip(c.patch_field(p.L, u, v) - 0.5, 0, 1.5) / 1.5
+    value = base * (1 + c.heterogeneity * textures.lesion[box])
+    if c.patch:
+        # Patches where the coarse texture is high (about a third of the lesion).
+        value = value + c.patch * np.clip(textures.coarse[box] - 0.4, 0, 1.2) / 1.2
     return value
 
 
+@dataclass
+class _SliceTextures:
+    fine: np.ndarray
+    coarse: np.ndarray
+    lesion: np.ndarray
+    organs: np.ndarray
+
+
 def _paint_component(p: _Prepared, signal: np.ndarray, label: np.ndarray, cord: np.ndarray,
-                     sub: SubSlice, tissue: TissueSignal) -> None:
+                     sub: SubSlice, tissue: TissueSignal, textures: _SliceTextures) -> None:
     c, box = p.comp, p.section.box
     d = p.section.distance(sub.u[box], sub.v[box])
     inside = d < 0
@@ -117,9 +123,11 @@ def _paint_component(p: _Prepared, signal: np.ndarray, label: np.ndarray, cord: 
     base = c.signal if c.tissue is None else tissue.of(c.tissue)
     if c.role == "tumour" and c.tissue is not None:
         base = c.signal * tissue.of(c.tissue)  # astrocytoma: relative to the cord
-    value = _component_signal(p, base, sub)
+    value = _component_signal(c, base, box, textures)
     sb = signal[box]
     sb += weight * (value - sb)
+    if c.in_cord:
+        cord[box][inside] = True
     if c.label:
         label[box][inside] = c.label
         if c.within == "sac":
@@ -137,7 +145,8 @@ def render(spine: Spine, cord: Tube, lesions: list[Lesion], tissue: TissueSignal
     ni, nj, nk = acq.shape
     px = FINE_TEXTURE_MM / acq.pixel_mm
     fine = texture_volume(rng, (nk, nj, ni), (0.3, px, px))
-    coarse = _coarse_texture(rng, (nk, nj, ni), acq.pixel_mm)
+    coarse = _coarse_texture(rng, (nk, nj, ni), acq.pixel_mm, COARSE_TEXTURE_MM, 8)
+    lesion = _coarse_texture(rng, (nk, nj, ni), acq.pixel_mm, LESION_TEXTURE_MM, 2)
     organs = _organ_map(rng, (nk, nj, ni), acq.pixel_mm, spine.region)
     coarse_amp = np.zeros(T.NUM_TISSUES, np.float32)
     for t, a in _COARSE.items():
@@ -145,13 +154,14 @@ def render(spine: Spine, cord: Tube, lesions: list[Lesion], tissue: TissueSignal
     out = Rendered(np.zeros((nk, nj, ni), np.float32), np.zeros((nk, nj, ni), np.uint8),
                    np.zeros((nk, nj, ni), np.uint8), np.zeros((nk, nj, ni), np.uint8))
     for k in range(nk):
-        _render_slice(k, acq, painter, prepared, tissue, fine[k], coarse[k], organs[k], coarse_amp, out)
+        textures = _SliceTextures(fine[k], coarse[k], lesion[k], organs[k])
+        _render_slice(k, acq, painter, prepared, tissue, textures, coarse_amp, out)
     return out
 
 
 def _render_slice(k: int, acq: Acquisition, painter: AnatomyPainter, prepared: list[_Prepared],
-                  tissue: TissueSignal, fine: np.ndarray, coarse: np.ndarray, organs: np.ndarray,
-                  coarse_amp: np.ndarray, out: Rendered) -> None:
+                  tissue: TissueSignal, textures: _SliceTextures, coarse_amp: np.ndarray,
+                  out: Rendered) -> None:
     shape = painter.shape
     acc = np.zeros(shape, np.float32)
     counts = np.zeros((4,) + shape, np.uint8)
@@ -160,13 +170,14 @@ def _render_slice(k: int, acq: Acquisition, painter: AnatomyPainter, prepared: l
     for x in acq.slice_x(k):
         sub = painter.paint(float(x))
         t = sub.tissue
+        fine, coarse, organs = textures.fine, textures.coarse, textures.organs
         signal = tissue.signal[t] * (1 + tissue.texture[t] * fine + coarse_amp[t] * coarse)
         viscera = t == T.VISCERA
         signal[viscera] = organs[viscera] * (1 + 0.2 * fine[viscera] + 0.15 * coarse[viscera])
         label = np.zeros(shape, np.uint8)
         cord = sub.cord.copy()
         for p in prepared:
-            _paint_component(p, signal, label, cord, sub, tissue)
+            _paint_component(p, signal, label, cord, sub, tissue, textures)
         acc += signal
         for c in range(4):
             counts[c] += label == c + 1

@@ -374,11 +374,13 @@ def draw_spine(rng: np.random.Generator, region: str, fov_si: float, fov_ap: flo
     roots = _roots(rng, L, sac, cord, conus_tip, sac_end)
     soft = _soft_tissue(rng, L, levels, segment, canal_ap)
     L_centre = _fov_centre(rng, region, levels, fov_si, conus_tip)
-    skin_post = float(np.interp(L_centre, L, soft.skin_post))
-    # The back is near the posterior edge of the field of view, with some air behind it.
-    y_canal = min(fov_ap / 2 - skin_post - rng.uniform(8.0, 35.0), fov_ap / 2 - 25.0)
     z_canal = rng.uniform(-0.04, 0.04) * fov_si
-    theta, y, z = _centreline(rng, L, segment, L_centre, fov_si, y_canal, z_canal)
+    theta, y, z = _centreline(rng, L, segment, L_centre, fov_si, 0.0, z_canal)
+    # The whole back lies inside the field of view (the spine coil is behind it), with some air
+    # behind its most posterior point.
+    window = np.abs(L - L_centre) <= fov_si / 2 + 20
+    back = y[window] + soft.skin_post[window] * np.cos(theta[window])
+    y += fov_ap / 2 - rng.uniform(5.0, 30.0) - back.max()
     x = (rng.uniform(-3.0, 3.0) + np.tan(np.deg2rad(rng.uniform(-3, 3))) * (L - L_centre)
          + smooth_profile(rng, L, rng.uniform(0, 2.5), (150, 400)))
     return Spine(region, L, levels, canal_ap, canal_lr, sac, cord, roots, conus_tip, sac_end,

@@ -17,8 +17,9 @@ import numpy as np
 
 # Tissue ids (uint8). Order is irrelevant; the values index the look-up tables below.
 AIR, FAT, SKIN, MUSCLE, VISCERA, AIRWAY, VESSEL, MARROW, CORTEX, VEIN, DISC, LIGAMENT, \
-    EPIDURAL_FAT, PLEXUS, DURA, CSF, CORD, ROOT, CYST, EDEMA, CALCIFICATION, INTERSPINOUS, FLAVUM = range(23)
-NUM_TISSUES = 23
+    EPIDURAL_FAT, PLEXUS, DURA, CSF, CORD, ROOT, CYST, EDEMA, CALCIFICATION, INTERSPINOUS, FLAVUM, \
+    ARCH = range(24)
+NUM_TISSUES = 24
 
 # (mean signal, half-width of the per-case uniform draw, texture amplitude)
 _TISSUE_SIGNAL: dict[int, tuple[float, float, float]] = {
@@ -37,14 +38,15 @@ _TISSUE_SIGNAL: dict[int, tuple[float, float, float]] = {
     EPIDURAL_FAT: (0.95, 0.05, 0.05),
     PLEXUS: (0.60, 0.12, 0.10),  # epidural venous plexus, enhancing
     DURA: (0.32, 0.06, 0.0),
-    CSF: (0.12, 0.04, 0.02),
-    CORD: (0.46, 0.05, 0.03),
-    ROOT: (0.42, 0.05, 0.0),
-    CYST: (0.17, 0.04, 0.02),  # tumour cysts and syrinx: CSF-like, a little protein
-    EDEMA: (0.39, 0.04, 0.03),  # oedematous cord: slightly T1-hypointense
+    CSF: (0.15, 0.04, 0.02),
+    CORD: (0.52, 0.05, 0.03),
+    ROOT: (0.46, 0.05, 0.0),
+    CYST: (0.19, 0.04, 0.02),  # tumour cysts and syrinx: CSF-like, a little protein
+    EDEMA: (0.44, 0.04, 0.03),  # oedematous cord: slightly T1-hypointense
     CALCIFICATION: (0.08, 0.03, 0.0),
     INTERSPINOUS: (0.50, 0.15, 0.12),  # between spinous processes: ligament, fat and small muscles
     FLAVUM: (0.28, 0.06, 0.05),  # ligamentum flavum: intermediate-low
+    ARCH: (0.52, 0.10, 0.12),  # laminae and spinous processes: thin bone, less marrow than bodies
 }
 
 

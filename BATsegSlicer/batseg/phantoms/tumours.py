@@ -31,8 +31,10 @@ Appearance and location follow METHOD.md section 6; the decisions the table leav
   frequent for this class (von Hippel-Lindau), see case.py.
 - Intramedullary lesions (2-4) expand the cord: its cross-section at each level becomes the
   smallest axis-aligned ellipse (found numerically) containing the healthy cord and every
-  tumour, cyst and syrinx with a 0.8 mm rim of cord tissue. The cord mask therefore includes
-  the intramedullary tumour and its cysts; for a meningioma it is the displaced cord only.
+  tumour, cyst and syrinx with a 0.8 mm rim of cord tissue, but never beyond the dural sac. The
+  cord mask always includes the intramedullary tumour and its cysts (a part that had to stay
+  outside the expanded cord, e.g. an exophytic hemangioblastoma nodule or a conus ependymoma
+  growing along the filum, is added to it); for a meningioma it is the displaced cord only.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ import numpy as np
 from scipy import ndimage
 
 from batseg.phantoms import tissues as T
-from batseg.phantoms.fields import FourierField, fourier_field
 from batseg.phantoms.shapes import Tube
 from batseg.phantoms.spine import Spine
 
@@ -74,12 +75,11 @@ class Component:
     label: int = 0
     signal: float = 0.0  # relative signal (fat = 1) when `tissue` is None
     tissue: int | None = None  # use this tissue's signal instead
-    heterogeneity: float = 0.0  # relative amplitude of a smooth random modulation
-    patch: float = 0.0  # extra signal of patchy enhancement (astrocytoma)
+    heterogeneity: float = 0.0  # relative amplitude of the lesion texture (render.py)
+    patch: float = 0.0  # extra signal of patchy enhancement (astrocytoma), where the coarse texture is high
     margin: float = SHARP_MM
     within: str | None = None  # "sac" or "cord": only painted there
-    field: FourierField | None = None
-    patch_field: FourierField | None = None
+    in_cord: bool = False  # part of the cord mask (intramedullary tumour, cysts, syrinx)
 
 
 @dataclass
@@ -160,10 +160,6 @@ def _fusiform_size(volume: float, aspect: float, power: float, half_length: floa
     return radius, half_length
 
 
-def _heterogeneous(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, FourierField]:
-    return rng.uniform(lo, hi), fourier_field(rng, 3, 10, (5.0, 20.0))
-
-
 def _cysts(rng: np.random.Generator, L0: float, half_length: float, cu: float, cv: float,
            radius_a: float, aspect: float, cap: float, probability: float) -> list[Component]:
     """Polar cysts (dark, unlabelled) at either end of an intramedullary tumour."""
@@ -202,10 +198,8 @@ def _ependymoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: float, s
     power = rng.uniform(0.35, 0.7)
     half = rng.uniform(2.0, 4.0) * loc.pitch / 2
     radius, half = _fusiform_size(volume, aspect, power, half, cap, 3.0 * loc.pitch)
-    signal, het_field = _heterogeneous(rng, 0.6, 0.95)
     tumour = Component(Tube.fusiform(L0, half, cu, cv, radius, radius * aspect, power=power),
-                       "tumour", EPENDYMOMA, signal=signal, heterogeneity=rng.uniform(0.12, 0.3),
-                       field=het_field)
+                       "tumour", EPENDYMOMA, signal=rng.uniform(0.6, 0.95), heterogeneity=rng.uniform(0.12, 0.3))
     parts = [tumour]
     if not conus:
         cyst_cap = cap
@@ -240,9 +234,7 @@ def _astrocytoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: float, 
     patch = {"none": 0.0, "weak": rng.uniform(0.08, 0.2), "patchy": rng.uniform(0.2, 0.4)}[mode]
     tumour = Component(Tube.fusiform(L0, half, cu, cv, radius, radius * aspect, power=power),
                        "tumour", ASTROCYTOMA, signal=base, heterogeneity=rng.uniform(0.05, 0.15),
-                       patch=patch, margin=rng.uniform(2.5, 5.0),
-                       field=fourier_field(rng, 3, 10, (5.0, 20.0)),
-                       patch_field=fourier_field(rng, 3, 10, (4.0, 16.0)))
+                       patch=patch, margin=rng.uniform(2.5, 5.0))
     # `signal` of an astrocytoma is relative to the cord: set by the renderer (see render.py).
     tumour.tissue = T.CORD
     parts = [tumour] + _cysts(rng, L0, half, cu, cv, radius, aspect, cap, 0.1)
@@ -252,16 +244,14 @@ def _astrocytoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: float, 
     return Lesion(ASTROCYTOMA, L0, parts, volume, meta={"enhancement": str(mode)})
 
 
-def _hemangioblastoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: float,
-                      scale: float) -> Lesion:
-    loc = _local(spine, cord, L0)
-    volume = draw_volume_mm3(rng, HEMANGIOBLASTOMA) * scale
+def _nodule(rng: np.random.Generator, loc: _Local, L0: float, volume: float) -> Component:
+    """A hemangioblastoma nodule at the dorsal cord surface, fitted inside the dural sac."""
     angle = rng.normal(0.0, 0.45)  # dorsal (+u), give or take 25 degrees
     along_l, along_t = rng.uniform(1.0, 1.6), rng.uniform(0.85, 1.2)
     r = (3 * volume / (4 * math.pi * along_l * along_t)) ** (1 / 3)
     cord_r = _radius_along(max(loc.cord_ra, 0.5), max(loc.cord_rb, 0.5), angle)
     sac_r = _radius_along(loc.sac_ra, loc.sac_rb, angle)
-    frac = rng.uniform(0.55, 0.95)
+    frac = rng.uniform(0.55, 0.95)  # depth of the centre: fraction of the cord radius
     nu, nv = math.cos(angle), math.sin(angle)
     centre_from_sac = lambda f: ((loc.cord_cu - loc.sac_cu) * nu + loc.cord_cv * nv) + f * cord_r  # noqa: E731
     limit = sac_r - RIM_MM - 0.4
@@ -269,28 +259,49 @@ def _hemangioblastoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: fl
     if centre_from_sac(frac) + r > limit:
         frac = max((limit - r - centre_from_sac(0.0)) / cord_r, 0.0)
     r_d = min(r, max(limit - centre_from_sac(frac), 0.8))
-    r_t = min(r * along_t, max(_radius_along(loc.sac_ra, loc.sac_rb, angle + math.pi / 2) - 1.2, 0.8))
+    r_t = min(r * along_t, max(0.8 * _radius_along(loc.sac_ra, loc.sac_rb, angle + math.pi / 2) - 1.2, 0.8))
     r_l = min(volume / (4 / 3 * math.pi * r_d * r_t), 3.5 * max(r_d, r_t), 40.0)
     cu = loc.cord_cu + frac * cord_r * nu
     cv = loc.cord_cv + frac * cord_r * nv
-    signal, het = _heterogeneous(rng, 0.95, 1.2)
-    nodule = Component(Tube.fusiform(L0, r_l, cu, cv, r_d, r_t, psi=angle), "tumour", HEMANGIOBLASTOMA,
-                       signal=signal, heterogeneity=rng.uniform(0.02, 0.06), field=het)
-    parts = [nodule]
+    return Component(Tube.fusiform(L0, r_l, cu, cv, r_d, r_t, psi=angle), "tumour", HEMANGIOBLASTOMA,
+                     signal=rng.uniform(0.95, 1.2), heterogeneity=rng.uniform(0.02, 0.06))
+
+
+def _nodule_cysts(rng: np.random.Generator, loc: _Local, L0: float, r_l: float) -> list[Component]:
+    """The cyst(s) of a hemangioblastoma, above and/or below the nodule, and a syrinx."""
     cap = loc.sac_ra - abs(loc.cord_cu - loc.sac_cu) - RIM_MM - 0.5
     aspect = loc.cord_rb / max(loc.cord_ra, 0.5)
+    sides = {"up": [-1.0], "down": [1.0], "both": [-1.0, 1.0]}[
+        str(rng.choice(["up", "down", "both"], p=[0.35, 0.25, 0.4]))]
+    parts = []
+    for side in sides:
+        length = rng.uniform(1.5, 5.0) * loc.pitch
+        rc = min(rng.uniform(0.6, 1.0) * max(loc.cord_ra, 1.0), cap)
+        Lc = L0 + side * (0.6 * r_l + length / 2)
+        cu_c = loc.cord_cu + rng.uniform(-0.4, 0.2)
+        parts.append(Component(Tube.fusiform(Lc, length / 2, cu_c, loc.cord_cv, rc, rc * aspect, power=0.35),
+                               "cyst", tissue=T.CYST))
+        if rng.random() < 0.35:
+            parts.append(_syrinx(rng, Lc + side * length / 2, side, cu_c, loc.cord_cv, cap))
+    return parts
+
+
+def _flow_voids(rng: np.random.Generator, L0: float) -> list[dict]:
+    """Parameters of 1-3 serpiginous vessels (tubes made once the cord is final)."""
+    return [{"L_lo": L0 - rng.uniform(8.0, 30.0), "L_hi": L0 + rng.uniform(8.0, 30.0),
+             "amplitude": rng.uniform(1.0, 4.0), "wavelength": rng.uniform(8.0, 20.0),
+             "phase": rng.uniform(0, 2 * np.pi), "radius": rng.uniform(0.6, 1.1), "v0": rng.uniform(-2.0, 2.0)}
+            for _ in range(int(rng.integers(1, 4)))]
+
+
+def _hemangioblastoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: float,
+                      scale: float) -> Lesion:
+    loc = _local(spine, cord, L0)
+    volume = draw_volume_mm3(rng, HEMANGIOBLASTOMA) * scale
+    nodule = _nodule(rng, loc, L0, volume)
+    parts = [nodule]
     if rng.random() < 0.8:  # the cyst, often larger than the nodule
-        sides = {"up": [-1.0], "down": [1.0], "both": [-1.0, 1.0]}[
-            str(rng.choice(["up", "down", "both"], p=[0.35, 0.25, 0.4]))]
-        for side in sides:
-            length = rng.uniform(1.5, 5.0) * loc.pitch
-            rc = min(rng.uniform(0.6, 1.0) * max(loc.cord_ra, 1.0), cap)
-            Lc = L0 + side * (0.6 * r_l + length / 2)
-            cu_c = loc.cord_cu + rng.uniform(-0.4, 0.2)
-            parts.append(Component(Tube.fusiform(Lc, length / 2, cu_c, loc.cord_cv, rc, rc * aspect,
-                                                 power=0.35), "cyst", tissue=T.CYST))
-            if rng.random() < 0.35:
-                parts.append(_syrinx(rng, Lc + side * length / 2, side, cu_c, loc.cord_cv, cap))
+        parts += _nodule_cysts(rng, loc, L0, nodule.tube.extent()[1] - L0)
     if rng.random() < 0.5:
         half = rng.uniform(1.0, 2.0) * loc.pitch
         parts.append(Component(Tube.fusiform(L0, half, loc.cord_cu, loc.cord_cv, 0.9 * loc.cord_ra,
@@ -298,12 +309,7 @@ def _hemangioblastoma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: fl
                                margin=2.0, within="cord"))
     lesion = Lesion(HEMANGIOBLASTOMA, L0, parts, volume)
     if rng.random() < 0.6:
-        for _ in range(int(rng.integers(1, 4))):
-            lesion.flow_voids.append({
-                "L_lo": L0 - rng.uniform(8.0, 30.0), "L_hi": L0 + rng.uniform(8.0, 30.0),
-                "amplitude": rng.uniform(1.0, 4.0), "wavelength": rng.uniform(8.0, 20.0),
-                "phase": rng.uniform(0, 2 * np.pi), "radius": rng.uniform(0.6, 1.1),
-                "v0": rng.uniform(-2.0, 2.0)})
+        lesion.flow_voids = _flow_voids(rng, L0)
     return lesion
 
 
@@ -354,9 +360,9 @@ def _meningioma(rng: np.random.Generator, spine: Spine, cord: Tube, L0: float, s
     r_l = float(np.clip(r_l, 3.0, 45.0))
     cu = loc.sac_cu + (r_sac + e * r_d) * n[0]
     cv = (r_sac + e * r_d) * n[1]
-    signal, het = _heterogeneous(rng, 0.8, 1.05)
+    signal = rng.uniform(0.8, 1.05)
     tumour = Component(Tube.fusiform(L0, r_l, cu, cv, r_d, r_t, psi=psi), "tumour", MENINGIOMA,
-                       signal=signal, heterogeneity=rng.uniform(0.03, 0.08), field=het, within="sac")
+                       signal=signal, heterogeneity=rng.uniform(0.03, 0.08), within="sac")
     parts = [tumour]
     if rng.random() < 0.2:
         for _ in range(int(rng.integers(1, 4))):
@@ -439,6 +445,9 @@ def draw_lesions(rng: np.random.Generator, spine: Spine, tumour_types: list[int]
         if placed is None:
             dropped.append(tumour_type)
         else:
+            if placed.intramedullary:
+                for c in placed.components:
+                    c.in_cord = c.role in ("tumour", "cyst", "calcification")
             lesions.append(placed)
     return lesions, dropped
 
