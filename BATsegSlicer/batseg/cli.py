@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "package",
     "phantom",
+    "sample",
 )
 
 
