@@ -13,10 +13,11 @@ def make_model_file(path: Path, name: str = "fake", weights: bytes = b"weights",
                     classes: list | None = None) -> Path:
     """A tiny model file with a minimal valid manifest (for model-list tests, not inference)."""
     from batseg.labels import TUMOUR_CLASSES
+    from batseg.network import topology_kwargs
 
     manifest = {
         "format": "batseg-model", "format_version": 1, "name": name, "version": "0.0.1", "title": title,
-        "architecture": {"topology": "fake", "arch_kwargs": {}, "num_classes": 5, "input_channels": 1,
+        "architecture": {"topology": "light", "arch_kwargs": topology_kwargs("light"), "num_classes": 5, "input_channels": 1,
                          "field_head": True},
         "classes": classes if classes is not None else
         [{"value": c.value, "key": c.key, "name": c.name, "color": list(c.color)} for c in TUMOUR_CLASSES],

@@ -122,6 +122,7 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
         self.num_iterations_per_epoch = int(self.options.iterations_per_epoch)
         self.num_val_iterations_per_epoch = int(self.options.val_iterations)
         self.initial_lr = float(self.options.lr)
+        self.oversample_foreground_percent = float(self.options.foreground_oversampling)
         self.save_every = int(self.options.save_every)
         self.progress = Progress(self.options.progress if self.local_rank == 0 else "quiet")
         self._add_log_keys()
