@@ -49,3 +49,25 @@ def test_apply_with_the_shipped_model_on_a_sample_case(mrml, tmp_path):
     # Detection accuracy is the engine's smoke test (Testing/test_shipped_model.py); shipped
     # model 0.1.0 finds no tumour, so here only the lesion table's agreement is checked.
     assert len(result.lesions) == len(result.report["lesions"])
+
+
+@pytest.mark.slow
+def test_apply_on_a_real_healthy_scan_keeps_its_geometry(mrml, t2_volume, tmp_path):
+    """The shipped model through the child process on a real scan (PSR, 1 mm, no tumour):
+    the segmentation shares the input's geometry and the scene gains only the results."""
+    assert SHIPPED, "no shipped model in BATsegSlicer/Resources/Models"
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"))
+    job = logic.process(t2_volume, SHIPPED[0], PredictOptions(device="cpu"), timeout=540)
+    assert job.state is JobState.SUCCEEDED, job.error + "\n" + job.full_log()
+    segmentation = job.result.segmentation
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 4
+    reference = segmentation.GetSegmentation().GetConversionParameter("Reference image geometry")
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    t2_volume.GetIJKToRASMatrix(matrix)
+    values = [float(v) for v in reference.split(";")[:16]]
+    expected = [matrix.GetElement(r, c) for r in range(4) for c in range(4)]
+    assert np.allclose(values, expected, atol=1e-6)
+    assert [int(v) for v in reference.split(";")[16:22:2]] == [0, 0, 0]
+    assert [int(v) + 1 for v in reference.split(";")[17:22:2]] == list(t2_volume.GetImageData().GetDimensions())
