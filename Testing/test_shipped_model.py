@@ -40,7 +40,11 @@ def test_outputs_are_on_the_sample_grids(predictions) -> None:
         predicted = sitk.ReadImage(str(predictions / f"{case['name']}.nii.gz"))
         image = sitk.ReadImage(str(sample_path(case["name"], "image")))
         assert predicted.GetSize() == image.GetSize() and predicted.GetSpacing() == image.GetSpacing()
-        assert predicted.GetOrigin() == image.GetOrigin() and predicted.GetDirection() == image.GetDirection()
+        # Read back from NIfTI: the header stores the direction as float32 sform + quaternion,
+        # so a rewritten header may differ in the 13th digit (exactness in memory is tested in
+        # test_inference_geometry.py).
+        np.testing.assert_allclose(predicted.GetOrigin(), image.GetOrigin(), atol=1e-6)
+        np.testing.assert_allclose(predicted.GetDirection(), image.GetDirection(), atol=1e-6)
         assert (predictions / f"{case['name']}.report.json").is_file()
 
 
