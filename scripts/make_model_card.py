@@ -136,7 +136,11 @@ def status_text(batseg: dict[str, Any]) -> str:
             "the pipeline, the Slicer module and the demo run end to end, not to segment anything. "
             "Retrain on a GPU with `DEVICE=cuda EPOCHS=1000 ITERS=250 bash scripts/train_shipped_model.sh`."
         )
-    return "Trained within the budget below; see the held-out results for what it does and does not do."
+    return (
+        "Trained on a 2-core CPU within the small budget below; the held-out results show what it "
+        "does and does not do, and which of the targets it misses. Retrain on a GPU with "
+        "`DEVICE=cuda EPOCHS=1000 ITERS=250 bash scripts/train_shipped_model.sh` for a stronger model."
+    )
 
 
 def git_commit() -> str:
@@ -194,7 +198,7 @@ after spatial augmentation. This is a very small budget next to the paper's 1000
 iterations on a GPU; retrain with `EPOCHS`/`ITERS` raised (and `DEVICE=cuda`) for a stronger model.
 
 The nnU-Net baseline is the same network without the field head (`--loss none`), trained with
-the same data, seed, budget and machine. {"Its figures are in the tables below." if baseline else "It was NOT trained for this version: BATseg itself did not learn to detect tumours within the CPU budget (see Status), so a baseline under the same budget would compare two empty outputs; its column reads n/a."}
+the same data, seed, budget and machine. {"Its figures are in the tables below." if baseline else "It was NOT trained for this version: the CPU time of the session that trained it went to BATseg itself, so the comparison asked for is still to be made; its column reads n/a."}
 
 ## Held-out test: 40 phantoms (`batseg phantom -n 40 --seed 7`), never seen in training
 
