@@ -26,22 +26,22 @@ from batseg.errors import BATsegError
 GEOMETRY_TOLERANCE_MM = 1e-3
 
 
-def write_volume(node: "slicer.vtkMRMLVolumeNode", path: str) -> None:
-    """Write a volume (scalar, label map or vector) to `path` (.nii.gz, .nrrd) without the scene."""
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+def _write(storage: "slicer.vtkMRMLStorageNode", node: "slicer.vtkMRMLNode", path: str) -> None:
+    """Write `node` through a stand-alone storage node (compressed), one-line error on failure."""
     storage.SetFileName(os.fspath(path))
     storage.SetUseCompression(1)
     if not storage.WriteData(node):
         raise BATsegError(f"could not write {path}: check that the folder is writable and has free space")
+
+
+def write_volume(node: "slicer.vtkMRMLVolumeNode", path: str) -> None:
+    """Write a volume (scalar, label map or vector) to `path` (.nii.gz, .nrrd) without the scene."""
+    _write(slicer.vtkMRMLVolumeArchetypeStorageNode(), node, path)
 
 
 def write_segmentation(node: "slicer.vtkMRMLSegmentationNode", path: str) -> None:
     """Write a segmentation node as a .seg.nrrd file without the scene."""
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(os.fspath(path))
-    storage.SetUseCompression(1)
-    if not storage.WriteData(node):
-        raise BATsegError(f"could not write {path}: check that the folder is writable and has free space")
+    _write(slicer.vtkMRMLSegmentationStorageNode(), node, path)
 
 
 def ijk_to_ras(node: "slicer.vtkMRMLVolumeNode") -> np.ndarray:
