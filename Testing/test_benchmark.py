@@ -59,9 +59,12 @@ def test_benchmark_command_end_to_end(tmp_path: Path, capsys) -> None:
     table = capsys.readouterr().out
     assert "batseg predict, warm runs" in table and "nnU-Net v2" in table and "speed-up" in table
     summary = json.loads(figures.read_text())
-    assert [row["runs"] for row in summary["rows"]] == [1, 1, 1]
+    assert [row["runs"] for row in summary["rows"]] == [1, 1, 1, 1]
     assert all(row["median_s"] > 0 and row["peak_mb"] > 50 for row in summary["rows"])
     assert summary["speedup"] == summary["rows"][2]["median_s"] / summary["rows"][1]["median_s"]
+    assert summary["rows"][3]["pipeline"].startswith("nnU-Net v2, same tile ")
+    assert summary["speedup_same_tile"] == summary["rows"][3]["median_s"] / summary["rows"][1]["median_s"]
+    assert "same-tile median" in table
     for stage in ("read", "preprocess", "predict", "resample back", "postprocess", "report", "write"):
         assert stage in summary["batseg_stage_medians_s"]
     assert summary["model"].startswith("untrained-light")
@@ -102,3 +105,15 @@ def test_nnunet_predictor_from_a_model_file_agrees_with_ours(tmp_path: Path) -> 
     ours = sitk.GetArrayFromImage(predictor("onnx", "patch").predict(image).labels)
     assert theirs.shape == ours.shape
     assert (theirs == ours).mean() > 0.99
+
+
+def test_nnunet_reference_patch_replaces_the_plans_tile_only() -> None:
+    """`--patch` changes the tile nnU-Net slides; the model file's stored plans stay as they are."""
+    from batseg.model_file import read_manifest
+    from batseg.nnunet_reference import build_predictor
+
+    model = light_model()
+    default = build_predictor(model)
+    wider = build_predictor(model, patch=[16, 96, 64])
+    assert list(wider.configuration_manager.patch_size) == [16, 96, 64]
+    assert list(default.configuration_manager.patch_size) == list(read_manifest(model)["input"]["patch_size"])

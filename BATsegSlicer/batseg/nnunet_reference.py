@@ -89,8 +89,13 @@ def plans_from_manifest(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[
     return plans, dataset_json
 
 
-def build_predictor(model_path: str | Path, device: str = "cpu", mirroring: bool = False) -> Any:
-    """An nnUNetPredictor holding the model file's PlainConvUNet and weights."""
+def build_predictor(
+    model_path: str | Path, device: str = "cpu", mirroring: bool = False, patch: list[int] | None = None
+) -> Any:
+    """An nnUNetPredictor holding the model file's PlainConvUNet and weights.
+
+    `patch` replaces the plan's patch size (nnU-Net's sliding-window tile); default: the plan's.
+    """
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -100,8 +105,11 @@ def build_predictor(model_path: str | Path, device: str = "cpu", mirroring: bool
     loaded = load_model(model_path, device)
     network = getattr(loaded.network, "unet", loaded.network)
     plans, dataset_json = plans_from_manifest(loaded.manifest)
-    plans_manager = PlansManager(plans)
     configuration_name = (loaded.manifest.get("nnunet") or {}).get("configuration", CONFIGURATION)
+    if patch is not None:
+        plans = json.loads(json.dumps(plans))  # a copy: the manifest's plans stay as stored
+        plans["configurations"][configuration_name]["patch_size"] = [int(p) for p in patch]
+    plans_manager = PlansManager(plans)
     predictor = nnUNetPredictor(
         tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
         perform_everything_on_device=device == "cuda", device=torch.device(device), verbose=False,
@@ -124,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--mirroring", action="store_true")
+    parser.add_argument("--patch", type=int, nargs=3, default=None, help="sliding-window tile (default: the plan's patch)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = build_predictor(args.model, args.device, args.mirroring)
+    predictor = build_predictor(args.model, args.device, args.mirroring, args.patch)
     ready = time.perf_counter()
     truncated = args.output[: -len(".nii.gz")] if args.output.endswith(".nii.gz") else args.output
     predictor.predict_from_files_sequential([[args.input]], [truncated], save_probabilities=False, overwrite=True)
