@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from batseg.nnunet_plans import REQUIRES_IMPORT
+
 # Plain-data description of each topology, in the exact form nnU-Net writes into
 # plans.json ("architecture" -> "arch_kwargs"); class names are imported by name.
 _COMMON_KWARGS: dict[str, Any] = {
@@ -39,7 +41,6 @@ _COMMON_KWARGS: dict[str, Any] = {
     "nonlin": "torch.nn.LeakyReLU",
     "nonlin_kwargs": {"inplace": True},
 }
-REQUIRES_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
 
 TOPOLOGIES: dict[str, dict[str, Any]] = {
     # Axis order (z, y, x) = (left-right slices, superior-inferior, anterior-posterior):

@@ -4,8 +4,9 @@ compares against (and a check that a model file works with nnU-Net unchanged).
 The network is the model file's PlainConvUNet (`BATsegNet.unet`, or the baseline network
 itself) with its weights; the field head is not used (nnU-Net knows nothing of it). Plans and
 dataset.json come from the manifest's "nnunet" key (written by `batseg package`), or are built
-from the manifest (target spacing, patch, topology; nnU-Net's default resampling functions and
-z-score normalisation) for a model file that has none, e.g. an untrained benchmark model.
+from the manifest by `batseg.nnunet_plans` (target spacing, patch, topology; nnU-Net's default
+resampling functions and z-score normalisation) for a model file that has none, e.g. an
+untrained benchmark model.
 The predictor is created with `manual_initialization` (nnU-Net's documented way to use a
 network it did not train), `use_mirroring=False` unless asked, and predicts file to file with
 `predict_from_files_sequential` (no worker processes, so the process's peak memory is all of it).
@@ -24,19 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batseg.nnunet_plans import CONFIGURATION, synthetic_plans
+
 RESULT_PREFIX = "BATSEG_NNUNET "
-CONFIGURATION = "3d_fullres"
-UNET_CLASS = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-
-
-def _resampling(is_seg: bool, order: int) -> dict[str, Any]:
-    return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
 
 
 def plans_from_manifest(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(plans, dataset_json) for nnU-Net: the manifest's own, or built from it."""
     from batseg.labels import NNUNET_LABELS
-    from batseg.network import REQUIRES_IMPORT
 
     stored = manifest.get("nnunet") or {}
     dataset_json = dict(stored.get("dataset_json") or {})
@@ -46,46 +42,10 @@ def plans_from_manifest(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[
     dataset_json.setdefault("numTraining", 0)
     if stored.get("plans"):
         return stored["plans"], dataset_json
-    spacing = [float(s) for s in manifest["input"]["target_spacing"]]
-    patch = [int(p) for p in manifest["input"]["patch_size"]]
-    configuration = {
-        "data_identifier": "BATsegPlans_3d_fullres",
-        "preprocessor_name": "DefaultPreprocessor",
-        "batch_size": 2,
-        "patch_size": patch,
-        "median_image_size_in_voxels": patch,
-        "spacing": spacing,
-        "normalization_schemes": ["ZScoreNormalization"],
-        "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": _resampling(False, 3),
-        "resampling_fn_seg_kwargs": _resampling(True, 1),
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": _resampling(False, 1),
-        "architecture": {
-            "network_class_name": UNET_CLASS,
-            "arch_kwargs": manifest["architecture"]["arch_kwargs"],
-            "_kw_requires_import": list(REQUIRES_IMPORT),
-        },
-        "batch_dice": False,
-    }
-    plans = {
-        "dataset_name": "Dataset001_BATseg",
-        "plans_name": "BATsegPlans",
-        "original_median_spacing_after_transp": spacing,
-        "original_median_shape_after_transp": patch,
-        "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2],
-        "transpose_backward": [0, 1, 2],
-        "configurations": {CONFIGURATION: configuration},
-        "experiment_planner_used": "batseg.nnunet_reference (built from the model manifest)",
-        "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {
-            "0": {"max": 1.0, "mean": 0.0, "median": 0.0, "min": 0.0, "percentile_00_5": 0.0,
-                  "percentile_99_5": 1.0, "std": 1.0}
-        },
-    }
+    plans = synthetic_plans(
+        manifest["architecture"]["arch_kwargs"], manifest["input"]["target_spacing"], manifest["input"]["patch_size"],
+        planner="batseg.nnunet_reference (built from the model manifest)",
+    )
     return plans, dataset_json
 
 

@@ -31,10 +31,10 @@ from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner
 from nnunetv2.paths import nnUNet_preprocessed
 
 from batseg.errors import BATsegError
-from batseg.network import DEFAULT_PATCH, DEFAULT_SPACING, REQUIRES_IMPORT, topology_kwargs
+from batseg.network import DEFAULT_PATCH, DEFAULT_SPACING, topology_kwargs
+from batseg.nnunet_plans import CONFIGURATION, REQUIRES_IMPORT, UNET_CLASS
 
-CONFIGURATION = "3d_fullres"
-UNET_CLASS = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+__all__ = ["CONFIGURATION", "UNET_CLASS", "BATsegPlanner", "check_patch", "plans_identifier", "target_spacing_for"]
 DEFAULT_BATCH_SIZE = 2
 ANISOTROPY_RATIO = 1.5
 

@@ -16,9 +16,11 @@ from typing import Any, Sequence
 import torch
 
 from batseg.labels import NNUNET_LABELS
-from batseg.network import DEFAULT_SPACING, REQUIRES_IMPORT, topology_kwargs
+from batseg import nnunet_plans
+from batseg.network import DEFAULT_SPACING, topology_kwargs
+from batseg.nnunet_plans import CONFIGURATION
 from batseg.training.options import TrainingOptions
-from batseg.training.plans import CONFIGURATION, UNET_CLASS, check_patch
+from batseg.training.plans import check_patch
 
 DATASET_NAME = "Dataset999_Standalone"
 
@@ -26,31 +28,10 @@ DATASET_NAME = "Dataset999_Standalone"
 def synthetic_plans(topology: str, patch_size: Sequence[int], batch_size: int) -> dict[str, Any]:
     """A plans dict in nnU-Net's format for BATseg's topology, spacing and the given patch."""
     arch = topology_kwargs(topology)
-    configuration = {
-        "data_identifier": f"standalone_{CONFIGURATION}",
-        "preprocessor_name": "DefaultPreprocessor",
-        "batch_size": int(batch_size),
-        "patch_size": check_patch(patch_size, arch),
-        "median_image_size_in_voxels": [int(p) for p in patch_size],
-        "spacing": list(DEFAULT_SPACING[topology]),
-        "normalization_schemes": ["ZScoreNormalization"],
-        "use_mask_for_norm": [False],
-        "batch_dice": False,
-        "architecture": {"network_class_name": UNET_CLASS, "arch_kwargs": arch, "_kw_requires_import": list(REQUIRES_IMPORT)},
-    }
-    return {
-        "dataset_name": DATASET_NAME,
-        "plans_name": "BATsegPlans_standalone",
-        "original_median_spacing_after_transp": list(DEFAULT_SPACING[topology]),
-        "original_median_shape_after_transp": [int(p) for p in patch_size],
-        "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2],
-        "transpose_backward": [0, 1, 2],
-        "configurations": {CONFIGURATION: configuration},
-        "experiment_planner_used": "BATsegPlanner",
-        "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {},
-    }
+    return nnunet_plans.synthetic_plans(
+        arch, DEFAULT_SPACING[topology], check_patch(patch_size, arch), batch_size,
+        dataset_name=DATASET_NAME, plans_name="BATsegPlans_standalone", planner="batseg.training.standalone",
+    )
 
 
 def standalone_trainer(
