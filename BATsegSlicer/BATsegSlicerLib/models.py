@@ -19,14 +19,16 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batseg.errors import BATsegError, ModelFileError
+from batseg.model_file import MODEL_SUFFIX, check_classes
+from batseg.models import list_models
 
 from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber
 
-MODEL_SUFFIX = ".batseg"
 SHIPPED_MODELS_DIR = os.path.join(MODULE_DIR, "Resources", "Models")
 
 
@@ -96,12 +98,15 @@ class ModelLibrary:
         """Usable models (shipped first, then user models by name) and one line per unusable file."""
         models: list[ModelEntry] = []
         problems: list[str] = []
-        for folder, shipped in ((self.shipped_dir, True), (self.user_dir, False)):
-            for path in _model_files(folder):
-                try:
-                    models.append(ModelEntry(path, read_manifest(path), shipped))
-                except ModelFileError as error:
-                    problems.append(f"{os.path.basename(path)}: {error}")
+        # The engine's listing, so that Slicer and `batseg --model` find the same files.
+        for found in list_models(Path(self.shipped_dir), Path(self.user_dir)):
+            try:
+                if found.manifest is None:
+                    raise ModelFileError(found.error)
+                check_classes(found.manifest)
+                models.append(ModelEntry(str(found.path), found.manifest, found.source == "shipped"))
+            except ModelFileError as error:
+                problems.append(f"{found.path.name}: {error}")
         return models, problems
 
     def add(self, source: str) -> ModelEntry:
@@ -146,13 +151,6 @@ class ModelLibrary:
             candidate = os.path.join(self.user_dir, f"{stem}-{number}{MODEL_SUFFIX}")
             number += 1
         return candidate
-
-
-def _model_files(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
-        return []
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if name.endswith(MODEL_SUFFIX) and not name.startswith("."))
 
 
 def _safe(name: str) -> str:
