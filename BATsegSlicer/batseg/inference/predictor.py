@@ -264,7 +264,8 @@ class Predictor:
 
         return run
 
-    def _predict_grid(self, volume: np.ndarray, tta: bool) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    def predict_grid(self, volume: np.ndarray, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """Logits and field of a z-scored volume already on the model grid, and facts about the tiles."""
         tile = self.tile_for(volume.shape)
         plan = plan_windows(volume.shape, tile, self.tile_step)
 
@@ -307,7 +308,7 @@ class Predictor:
         with self._stage("preprocess", timings):
             volume, mapping, spacing, input_shape = self.preprocess(image)
         with self._stage("predict", timings):
-            logits, field_grid, details = self._predict_grid(volume, tta)
+            logits, field_grid, details = self.predict_grid(volume, tta)
             del volume
         with self._stage("resample back", timings):
             labels, probs, field_out = self._restore(
