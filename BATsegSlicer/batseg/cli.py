@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "package",
     "phantom",
     "sample",
+    "tune_postprocess",
 )
 
 

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-volume", type=float, default=None, metavar="MM3",
-        help="remove lesions smaller than this volume in mm3 (default: batseg.postprocess.DEFAULT_MIN_VOLUME_MM3)",
+        help="remove lesions smaller than this volume in mm3 (default: the model's, chosen on validation data by "
+        "batseg tune-postprocess; else batseg.postprocess.DEFAULT_MIN_VOLUME_MM3)",
     )
     parser.add_argument(
         "--one-type-per-lesion", action="store_true", help="give each lesion the single most probable tumour type"
@@ -84,7 +85,7 @@ def options_from(args: argparse.Namespace):
     from batseg.inference.pipeline import PredictOptions
     from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3
 
-    min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)
+    min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # see run()
     if min_volume < 0:
         raise BATsegError(f"--min-volume {args.min_volume} must be zero or positive (mm3)")
     if args.threads is not None and args.threads < 1:
@@ -102,10 +103,12 @@ def options_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Segment every case of the input; see the module docstring for the exit status."""
+    from dataclasses import replace
     from pathlib import Path
 
     from batseg.errors import BATsegError
     from batseg.inference.pipeline import check_outputs, segment_case
+    from batseg.postprocess import recommended_min_volume
     from batseg.inference.predictor import Predictor
     from batseg.inference.sliding_window import parse_tile
     from batseg.io import find_cases
@@ -127,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         resolve_model(args.model), device=args.device, backend=args.backend, threads=args.threads, tile=tile,
         progress=progress,
     )
+    if args.min_volume is None and options.postprocess:
+        options = replace(options, min_volume_mm3=recommended_min_volume(predictor.manifest))
     if options.save_field and not predictor.field_channels:
         raise BATsegError(f"model {predictor.manifest.get('name')!r} has no distance-field head; drop --save-field")
     disclaimer_shown = []

@@ -1,0 +1,74 @@
+"""`batseg tune-postprocess`: choose a model's minimum lesion volume on labelled validation cases.
+
+See `batseg.postprocess_tuning` for the candidates and the criterion. Prints the table; with
+--output, writes a copy of the model file whose manifest records the choice (the given model
+file is never modified), which `batseg predict` and the Slicer module then use by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `tune-postprocess` sub-command."""
+    parser = subparsers.add_parser(
+        "tune-postprocess",
+        help="choose a model's minimum lesion volume on validation cases and store it in a model file",
+        description="Predict each validation case once, apply every candidate minimum lesion volume, score them "
+        "(mean Dice over classes and lesion detection F1) and print the table. Use validation cases, never the "
+        "cases you report test results on.",
+    )
+    parser.add_argument("--model", help="model file (.batseg) or installed model name (default: the shipped model)")
+    parser.add_argument("--data", required=True, help="nnU-Net raw dataset folder of validation cases (imagesTr, labelsTr)")
+    parser.add_argument("--output", help="write a copy of the model file recording the chosen volume here (.batseg)")
+    parser.add_argument("--candidates", type=float, nargs="+", default=None, metavar="MM3",
+                        help="minimum volumes to try (default 0 10 20 50 100 200 500 1000)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
+    parser.add_argument("--json", help="also write the table to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --json files")
+    parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Tune, print the table, and write the tuned model file when asked."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from batseg.atomic_files import check_can_write, write_text_atomically
+    from batseg.errors import BATsegError
+    from batseg.inference.predictor import Predictor
+    from batseg.model_file import MODEL_SUFFIX, with_manifest_updates
+    from batseg.models import resolve_model
+    from batseg.postprocess_tuning import CANDIDATES_MM3, format_table, manifest_entry, tune_min_volume, validation_pairs
+    from batseg.progress import Progress
+
+    if args.output and not args.output.endswith(MODEL_SUFFIX):
+        raise BATsegError(f"--output {args.output} must end in {MODEL_SUFFIX}")
+    for path in (args.output, args.json):
+        if path:
+            check_can_write(path, args.overwrite)
+    model = resolve_model(args.model)
+    if args.output and Path(args.output).expanduser().resolve() == model.resolve():
+        raise BATsegError("--output is the model file itself; write the tuned copy to another file")
+    progress = Progress(args.progress)
+    pairs = validation_pairs(args.data)
+    predictor = Predictor(model, device=args.device, threads=args.threads, progress=Progress("quiet"))
+    with progress.stage("tune"):
+        tuning = tune_min_volume(
+            lambda image: predictor.predict(image).labels, pairs, args.candidates or CANDIDATES_MM3,
+            lambda done, total: progress.update("tune", done, total),
+        )
+    print(format_table(tuning), flush=True)
+    entry = manifest_entry(tuning, args.data)
+    if args.json:
+        table = {"cases": tuning.cases, "candidates": [dataclasses.asdict(c) for c in tuning.candidates], **entry}
+        write_text_atomically(args.json, json.dumps(table, indent=2) + "\n", args.overwrite)
+    if args.output:
+        written = with_manifest_updates(model, entry, args.output, overwrite=args.overwrite)
+        progress.log(f"model file with the chosen minimum volume written: {written}")
+    progress.result(chosen_min_volume_mm3=tuning.chosen.min_volume_mm3, outputs={"model": args.output, "json": args.json})
+    return 0

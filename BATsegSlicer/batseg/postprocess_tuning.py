@@ -1,0 +1,165 @@
+"""Choosing a model's minimum lesion volume on validation cases (`batseg tune-postprocess`).
+
+The minimum volume below which postprocessing drops a lesion trades missed small lesions
+against false alarms, and where the balance lies depends on the model. This module picks it
+on labelled validation cases (never the test cases) and the choice is stored in the model
+file's manifest ("postprocessing"), where `batseg predict` and the Slicer module read it.
+
+Decisions:
+- Each case is predicted once, without postprocessing, on its own grid; every candidate is
+  then applied to that raw label map exactly as `batseg predict` applies it (hole filling per
+  class, then removal of smaller lesions, in mm3) and scored with `batseg.metrics`.
+- Criterion: the mean of two figures, mean Dice over the tumour classes present and lesion
+  detection F1 (recall: Lemay's true positive detection rate; precision: one minus the false
+  positive detection rate; false lesions on healthy cases count). Dice alone hardly moves with
+  the threshold, since small components carry few voxels; F1 alone ignores how well lesions are
+  outlined. A figure that cannot be computed counts as 0.
+- Ties (scores within 1e-6) go to the smaller volume: a small true nodule lost costs more
+  than a speck kept, and a radiologist deletes a speck in seconds.
+- Candidates: 0 (keep every lesion) to 1000 mm3 (1 cm3), on a roughly logarithmic scale that
+  includes the engine's default (20 mm3) and Lemay et al.'s 200 mm3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from batseg.errors import BATsegError
+from batseg.io import Case, case_name, find_cases, read_image
+from batseg.metrics import aggregate, evaluate_case
+from batseg.postprocess import POSTPROCESSING_KEY, postprocess
+
+CANDIDATES_MM3: tuple[float, ...] = (0.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+TIE_TOLERANCE = 1e-6
+
+
+@dataclass
+class Candidate:
+    """One minimum volume and its figures on the validation cases."""
+
+    min_volume_mm3: float
+    mean_dice: float | None
+    detection_f1: float | None
+    false_positive_rate: float | None
+    true_positive_rate: float | None
+    healthy_with_lesion: int
+    score: float
+
+
+@dataclass
+class Tuning:
+    """The table of candidates and the one chosen."""
+
+    cases: int
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> Candidate:
+        best = max(c.score for c in self.candidates)
+        return min((c for c in self.candidates if c.score >= best - TIE_TOLERANCE), key=lambda c: c.min_volume_mm3)
+
+
+def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
+    """(image case, label file) pairs of an nnU-Net raw dataset folder (imagesTr + labelsTr)."""
+    folder = Path(data).expanduser()
+    images, labels = folder / "imagesTr", folder / "labelsTr"
+    if not images.is_dir() or not labels.is_dir():
+        raise BATsegError(f"{folder} is not an nnU-Net raw dataset folder: it needs imagesTr/ and labelsTr/")
+    label_files = {case_name(p): p for p in labels.iterdir() if p.name.endswith(".nii.gz")}
+    pairs = [(case, label_files[case.name]) for case in find_cases(images) if case.name in label_files]
+    if not pairs:
+        raise BATsegError(f"no image in {images} has a label file of the same case name in {labels}")
+    return pairs
+
+
+def detection_f1(detection: dict[str, Any]) -> float | None:
+    """F1 of lesion detection from pooled counts (None when there is neither a true nor a predicted lesion)."""
+    recall = detection["true_positive_detection_rate"]
+    false_rate = detection["false_positive_detection_rate"]
+    if recall is None and false_rate is None:
+        return None
+    precision = 0.0 if false_rate is None else 1.0 - false_rate
+    recall = 0.0 if recall is None else recall
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def score_candidate(min_volume: float, case_results: list[dict[str, Any]]) -> Candidate:
+    """The figures and the criterion (module docstring) of one candidate."""
+    summary = aggregate(case_results)
+    dice = summary["mean_over_classes"]["dice"]
+    f1 = detection_f1(summary["detection"])
+    return Candidate(
+        min_volume_mm3=min_volume,
+        mean_dice=dice,
+        detection_f1=f1,
+        false_positive_rate=summary["detection"]["false_positive_detection_rate"],
+        true_positive_rate=summary["detection"]["true_positive_detection_rate"],
+        healthy_with_lesion=summary["healthy_cases_with_prediction"],
+        score=((dice or 0.0) + (f1 or 0.0)) / 2,
+    )
+
+
+def tune_min_volume(
+    predict_raw: Callable[[sitk.Image], sitk.Image],
+    pairs: Sequence[tuple[Case, Path]],
+    candidates: Sequence[float] = CANDIDATES_MM3,
+    on_case: Callable[[int, int], None] | None = None,
+) -> Tuning:
+    """Score every candidate on every case; `predict_raw` gives a label map without postprocessing."""
+    if not candidates or min(candidates) < 0:
+        raise BATsegError("minimum volume candidates must be zero or positive (mm3)")
+    results: dict[float, list[dict[str, Any]]] = {float(v): [] for v in candidates}
+    for index, (case, label_path) in enumerate(pairs, start=1):
+        image = read_image(case)
+        truth = sitk.ReadImage(str(label_path))
+        if truth.GetSize() != image.GetSize():
+            raise BATsegError(f"{label_path.name}: the label map's size differs from its image's; fix the dataset")
+        raw = sitk.GetArrayFromImage(predict_raw(image))
+        gt = sitk.GetArrayFromImage(truth).astype(np.uint8)
+        spacing = tuple(reversed(image.GetSpacing()))
+        for volume in results:
+            cleaned = postprocess(raw, spacing, fill_holes=True, min_volume_mm3=volume)
+            results[volume].append(evaluate_case(cleaned, gt, spacing))
+        if on_case is not None:
+            on_case(index, len(pairs))
+    tuning = Tuning(cases=len(pairs))
+    tuning.candidates = [score_candidate(volume, case_results) for volume, case_results in results.items()]
+    return tuning
+
+
+def manifest_entry(tuning: Tuning, data: str | Path) -> dict[str, Any]:
+    """What the model file records of the choice (its "postprocessing" key)."""
+    chosen = tuning.chosen
+    return {
+        POSTPROCESSING_KEY: {
+            "fill_holes": True,
+            "min_volume_mm3": chosen.min_volume_mm3,
+            "chosen_on": f"{tuning.cases} validation cases of {Path(data).name} by batseg tune-postprocess",
+            "criterion": "mean of (mean Dice over tumour classes, lesion detection F1)",
+            "score": round(chosen.score, 4),
+        }
+    }
+
+
+def format_table(tuning: Tuning) -> str:
+    """The candidates as a text table, the chosen one marked."""
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}"
+
+    chosen = tuning.chosen
+    lines = [
+        f"minimum lesion volume on {tuning.cases} validation cases (synthetic or real, as given; not for clinical use)",
+        f"{'min mm3':>8}{'Dice %':>8}{'F1 %':>7}{'TPR %':>7}{'FPR %':>7}{'healthy+':>9}{'score':>8}",
+    ]
+    for c in tuning.candidates:
+        mark = "  <- chosen" if c is chosen else ""
+        lines.append(
+            f"{c.min_volume_mm3:>8g}{pct(c.mean_dice):>8}{pct(c.detection_f1):>7}{pct(c.true_positive_rate):>7}"
+            f"{pct(c.false_positive_rate):>7}{c.healthy_with_lesion:>9}{c.score:>8.3f}{mark}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""`batseg tune-postprocess`: the criterion, the choice on hand-made cases, and the model file it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from batseg.cli import main
+from batseg.errors import BATsegError
+from batseg.model_file import read_manifest, sha256_file
+from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, recommended_min_volume
+from batseg.postprocess_tuning import detection_f1, tune_min_volume, validation_pairs
+from inference_helpers import light_model
+
+
+def _image(array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    return image
+
+
+def _dataset(folder: Path, cases: dict[str, np.ndarray]) -> Path:
+    """An nnU-Net raw dataset folder whose labels are the given arrays (images: noise)."""
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    rng = np.random.default_rng(0)
+    for name, labels in cases.items():
+        sitk.WriteImage(_image(rng.normal(100, 10, labels.shape).astype(np.float32)), str(folder / "imagesTr" / f"{name}_0000.nii.gz"))
+        sitk.WriteImage(_image(labels.astype(np.uint8)), str(folder / "labelsTr" / f"{name}.nii.gz"))
+    return folder
+
+
+def _lesion_case() -> np.ndarray:
+    labels = np.zeros((12, 24, 24), dtype=np.uint8)
+    labels[2:7, 3:8, 3:8] = 2  # 125 mm3 ependymoma
+    return labels
+
+
+def test_detection_f1_from_pooled_rates() -> None:
+    assert detection_f1({"true_positive_detection_rate": 1.0, "false_positive_detection_rate": 0.5}) == pytest.approx(2 / 3)
+    assert detection_f1({"true_positive_detection_rate": 0.0, "false_positive_detection_rate": None}) == 0.0
+    assert detection_f1({"true_positive_detection_rate": None, "false_positive_detection_rate": None}) is None
+
+
+def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp_path: Path) -> None:
+    truth = _lesion_case()
+    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth, "b": truth}))
+
+    def predict_raw(image: sitk.Image) -> sitk.Image:
+        raw = truth.copy()
+        raw[9:10, 18:21, 18:21] = 2  # a 9 mm3 speck far from the lesion: a false positive
+        return _image(raw)
+
+    tuning = tune_min_volume(predict_raw, pairs, (0.0, 5.0, 10.0, 50.0, 200.0))
+    by_volume = {c.min_volume_mm3: c for c in tuning.candidates}
+    assert tuning.cases == 2
+    assert by_volume[0.0].false_positive_rate == pytest.approx(0.5)
+    assert by_volume[10.0].false_positive_rate == 0.0 and by_volume[10.0].true_positive_rate == 1.0
+    assert by_volume[200.0].true_positive_rate == 0.0  # the 125 mm3 lesion is gone too
+    assert by_volume[10.0].score == pytest.approx(by_volume[50.0].score)  # tie: the smaller volume wins
+    assert tuning.chosen.min_volume_mm3 == 10.0
+
+
+def test_a_folder_without_labels_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "imagesTr").mkdir()
+    with pytest.raises(BATsegError, match="imagesTr/ and labelsTr/"):
+        validation_pairs(tmp_path)
+
+
+def test_command_writes_a_tuned_copy_and_leaves_the_model_alone(tmp_path: Path, capsys) -> None:
+    data = _dataset(tmp_path / "Dataset900_Val", {"a": _lesion_case()})
+    model = light_model()
+    before = sha256_file(model)
+    tuned, table = tmp_path / "tuned.batseg", tmp_path / "table.json"
+    assert main(["tune-postprocess", "--model", str(model), "--data", str(data), "--output", str(tuned),
+                 "--json", str(table), "--candidates", "0", "20", "--device", "cpu", "--progress", "quiet"]) == 0
+    assert "<- chosen" in capsys.readouterr().out
+    chosen = json.loads(table.read_text())["postprocessing"]["min_volume_mm3"]
+    assert chosen in (0.0, 20.0)
+    assert recommended_min_volume(read_manifest(tuned)) == chosen
+    assert sha256_file(model) == before  # the given model file is never modified
+    assert recommended_min_volume(read_manifest(model)) == DEFAULT_MIN_VOLUME_MM3
+    assert main(["tune-postprocess", "--model", str(model), "--data", str(data), "--output", str(model),
+                 "--overwrite", "--progress", "quiet"]) == 2
+
+
+def test_predict_uses_the_models_volume_unless_told_otherwise(tmp_path: Path) -> None:
+    """A model recommending a huge minimum volume keeps no lesion; --min-volume 0 overrides it."""
+    from batseg.model_file import with_manifest_updates
+    from inference_helpers import sagittal_image
+
+    strict = with_manifest_updates(light_model(), {"postprocessing": {"min_volume_mm3": 1e12}}, tmp_path / "strict.batseg")
+    source = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(sagittal_image(), str(source))
+    counts = {}
+    for name, extra in (("default", []), ("override", ["--min-volume", "0"])):
+        out = tmp_path / name
+        assert main(["predict", "-i", str(source), "-o", str(out), "--model", str(strict), "--device", "cpu",
+                     "--progress", "quiet", *extra]) == 0
+        counts[name] = int(np.count_nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "scan.nii.gz")))))
+    assert counts["default"] == 0 < counts["override"]
