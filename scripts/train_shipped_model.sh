@@ -24,17 +24,22 @@ NAME=batseg-light-phantoms
 VERSION=${VERSION:-0.3.0}
 mkdir -p "$W"
 
-# 1. Data: 200 training phantoms (seed 2026) and 40 held-out phantoms (seed 7).
-#    Both sets come from the current generator (model 0.2.0 was trained on a mid-tuning
-#    snapshot, commit c0996e4; 0.3.0 onwards on the final generator).
+# 1. Data: 200 training phantoms (seed 2026), 20 validation phantoms (seed 11: postprocessing
+#    choice only) and 40 held-out test phantoms (seed 7). All come from the current generator
+#    (model 0.2.0 was trained on a mid-tuning snapshot, commit c0996e4).
 [ -f "$W/train/Dataset501_BATsegPhantoms/dataset.json" ] ||
   batseg phantom -o "$W/train" -n 200 --seed 2026 --workers 2 --name Dataset501_BATsegPhantoms
 [ -f "$W/test/Dataset502_BATsegPhantomsTest/dataset.json" ] ||
   batseg phantom -o "$W/test" -n 40 --seed 7 --workers 2 --name Dataset502_BATsegPhantomsTest
+[ -f "$W/val/Dataset503_BATsegPhantomsVal/dataset.json" ] ||
+  batseg phantom -o "$W/val" -n 20 --seed 11 --workers 2 --name Dataset503_BATsegPhantomsVal
 TRAIN="$W/train/Dataset501_BATsegPhantoms"
 TEST="$W/test/Dataset502_BATsegPhantomsTest"
+VAL="$W/val/Dataset503_BATsegPhantomsVal"
 
 # 2. BATseg (cubic boundary loss) and the plain nnU-Net baseline, same data, seed and budget.
+#    A model file already in WORK_DIR is kept (a rerun continues where one stopped); delete
+#    WORK_DIR to start over.
 train() {  # $1 loss, $2 output, $3 name, $4 threads
   OMP_NUM_THREADS=$4 nnUNet_n_proc_DA=1 batseg train --data "$TRAIN" --output "$2" \
     --topology light --loss "$1" --fold all --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" \
@@ -44,19 +49,27 @@ train() {  # $1 loss, $2 output, $3 name, $4 threads
 # One after the other, each with the whole machine: side by side with one thread each, a
 # 2-core CPU ran each epoch 4x slower (measured: 126 s vs about 30 s), more than twice the cost.
 THREADS=$(nproc)
-train cubic "$W/$NAME.batseg" "$NAME" "$THREADS" > "$W/train_cubic.log" 2>&1
-train none "$W/$NAME-baseline.batseg" "$NAME-baseline" "$THREADS" > "$W/train_none.log" 2>&1
+[ -f "$W/$NAME.batseg" ] || train cubic "$W/$NAME.batseg" "$NAME" "$THREADS" > "$W/train_cubic.log" 2>&1
+[ -f "$W/$NAME-baseline.batseg" ] ||
+  train none "$W/$NAME-baseline.batseg" "$NAME-baseline" "$THREADS" > "$W/train_none.log" 2>&1
 
-# 3. Held-out evaluation of both models (same postprocessing defaults).
+# 3. Each model's minimum lesion volume, chosen on the validation phantoms, in a tuned copy.
 for m in "$NAME" "$NAME-baseline"; do
-  batseg predict -i "$TEST/imagesTr" -o "$W/pred_$m" --model "$W/$m.batseg" --device cpu --overwrite --progress quiet
+  batseg tune-postprocess --model "$W/$m.batseg" --data "$VAL" --output "$W/$m-tuned.batseg" \
+    --json "$W/tune_$m.json" --device cpu --overwrite --progress quiet
+done
+
+# 4. Held-out evaluation of both tuned models.
+for m in "$NAME" "$NAME-baseline"; do
+  batseg predict -i "$TEST/imagesTr" -o "$W/pred_$m" --model "$W/$m-tuned.batseg" --device cpu --overwrite --progress quiet
   batseg evaluate --pred "$W/pred_$m" --gt "$TEST/labelsTr" -o "$W/eval_$m.json" --png "$W/eval_$m.png" --overwrite
 done
 
-# 4. Real healthy cords resliced to a clinical sagittal grid: no tumour may be reported.
+# 5. Real healthy cords resliced to a clinical sagittal grid: no tumour may be reported.
 python scripts/reslice_real_scans.py --out "$W/real"
-batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME.batseg" --device cpu --overwrite --progress quiet
+batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME-tuned.batseg" --device cpu --overwrite \
+  --progress quiet
 
-# 5. Model card, and the model file with its measured metrics into Resources/Models.
+# 6. Model card, and the model file with its measured metrics into Resources/Models.
 python scripts/make_model_card.py --work "$W" --name "$NAME" --epochs "$EPOCHS" --iters "$ITERS" --patch $PATCH \
   --batch "$BATCH" --oversampling "$OVERSAMPLING" --device "$DEVICE"
