@@ -46,8 +46,8 @@ def test_apply_with_the_shipped_model_on_a_sample_case(mrml, tmp_path):
     assert total * voxel_mm3 / 1000.0 == pytest.approx(result.report["total_volume_cm3"], rel=1e-6, abs=1e-9)
     probability = slicer.util.arrayFromVolume(result.probability)
     assert probability.min() >= 0.0 and probability.max() <= 1.0
-    # Detection accuracy is the engine's smoke test (Testing/test_shipped_model.py); shipped
-    # model 0.1.0 finds no tumour, so here only the lesion table's agreement is checked.
+    # Detection accuracy is the engine's smoke test (Testing/test_shipped_model.py) and the
+    # model card's; here only the lesion table's agreement with the report is checked.
     assert len(result.lesions) == len(result.report["lesions"])
 
 
