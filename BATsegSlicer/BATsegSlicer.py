@@ -264,7 +264,9 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if entry is None:
             self.ui.modelInfoLabel.text = "No model file found: add one with 'Add model file...'."
         else:
-            self.ui.modelInfoLabel.text = f"{entry.title} {entry.version}. {entry.disclaimer}".strip()
+            self.ui.modelInfoLabel.text = (
+                f"{entry.title} {entry.version}. {entry.postprocessing_summary} {entry.disclaimer}".strip()
+            )
         self.ui.removeModelButton.enabled = entry is not None and not entry.shipped
 
     def onRemoveModel(self):

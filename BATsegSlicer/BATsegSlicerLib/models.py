@@ -67,6 +67,15 @@ class ModelEntry:
     def disclaimer(self) -> str:
         return str(self.manifest.get("disclaimer", ""))
 
+    @property
+    def postprocessing_summary(self) -> str:
+        """The minimum lesion volume Apply will use with this model, and where it comes from."""
+        from batseg.postprocess import POSTPROCESSING_KEY, recommended_min_volume
+
+        tuned = "min_volume_mm3" in (self.manifest.get(POSTPROCESSING_KEY) or {})
+        origin = "chosen on validation data" if tuned else "default"
+        return f"Lesions under {recommended_min_volume(self.manifest):g} mm3 are dropped ({origin})."
+
 
 def read_manifest(path: str) -> dict[str, Any]:
     """The manifest of a BATseg tumour model file (engine's checks of form and classes; raises

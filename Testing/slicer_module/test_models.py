@@ -92,3 +92,12 @@ def test_new_model_path_is_free_and_in_the_user_folder(library):
     assert os.path.dirname(path) == library.user_dir
     assert os.path.basename(path).startswith("batseg-phantoms-v1-finetuned-") and path.endswith(".batseg")
     assert not os.path.exists(path)
+
+
+def test_panel_text_says_which_minimum_volume_apply_uses(library):
+    from BATsegSlicerLib.models import ModelEntry
+
+    entry = library.entries()[0][0]
+    assert entry.postprocessing_summary == "Lesions under 20 mm3 are dropped (default)."
+    tuned = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 50.0}}, shipped=True)
+    assert tuned.postprocessing_summary == "Lesions under 50 mm3 are dropped (chosen on validation data)."
