@@ -295,3 +295,23 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     fresh = network_from_manifest(manifest)
     tuned = load_model(second).network
     assert mean_abs_difference(tuned, model.network) < 0.1 * mean_abs_difference(fresh, model.network)
+
+
+def test_no_replay_trains_on_the_given_cases_alone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--no-replay` skips the parent's original data even where it exists; it contradicts --replay-data."""
+    from batseg.progress import Progress
+    from batseg.training.finetune import _replay_dataset
+
+    original = make_dataset(tmp_path / "orig", n_cases=2)
+    manifest = {"training": {"data": {"sources": [str(original)]}}}
+    said: list[str] = []
+    progress = Progress("quiet")
+    progress.log = said.append  # type: ignore[method-assign]
+    assert _replay_dataset(manifest, None, progress, replay=False) is None
+    assert "no replay" in said[-1]
+    assert _replay_dataset(manifest, None, progress).folder == original
+    assert main(["train", "--finetune-from", "m.batseg", "--no-replay", "--replay-data", str(original),
+                 "--data", str(original), "--output", str(tmp_path / "o.batseg"), "--progress", "quiet"]) == 2
+    assert "contradict" in capsys.readouterr().err
+    assert main(["train", "--no-replay", "--data", str(original), "--output", str(tmp_path / "o.batseg"),
+                 "--progress", "quiet"]) == 2

@@ -6,12 +6,16 @@
 #   bash scripts/train_shipped_model.sh [WORK_DIR]      (default work_tmp/shipped)
 #
 # Budget knobs (environment): EPOCHS, ITERS (iterations per epoch), PATCH ("Z Y X"), DEVICE.
+# FINETUNE_FROM=MODEL.batseg continues a trained model instead of training from scratch
+# (with LR, default 0.005, and the parent's plans and patch); the baseline is then skipped,
+# since no baseline parent with the same budget exists. Model 0.3.0 was made this way:
+#   FINETUNE_FROM=<0.2.0 file, git commit 5481c05> EPOCHS=60 bash scripts/train_shipped_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 W=${1:-work_tmp/shipped}
-# The shipped file ran 36 epochs, then `--resume` to 86 (its poly learning rate restarted
-# from the 86-epoch schedule at epoch 37); a single 86-epoch run is the closest recipe.
+# Model 0.2.0 ran 36 epochs, then `--resume` to 86 (its poly learning rate restarted from the
+# 86-epoch schedule at epoch 37); a single 86-epoch run is the closest recipe.
 EPOCHS=${EPOCHS:-86}
 ITERS=${ITERS:-50}
 PATCH=${PATCH:-16 64 64}
@@ -20,6 +24,8 @@ BATCH=${BATCH:-4}
 # runs collapsed to all-background (measured: pseudo-Dice 0 after 500 iterations).
 OVERSAMPLING=${OVERSAMPLING:-0.5}
 DEVICE=${DEVICE:-cpu}
+FINETUNE_FROM=${FINETUNE_FROM:-}
+LR=${LR:-0.005}
 NAME=batseg-light-phantoms
 VERSION=${VERSION:-0.3.0}
 mkdir -p "$W"
@@ -49,18 +55,30 @@ train() {  # $1 loss, $2 output, $3 name, $4 threads
 # One after the other, each with the whole machine: side by side with one thread each, a
 # 2-core CPU ran each epoch 4x slower (measured: 126 s vs about 30 s), more than twice the cost.
 THREADS=$(nproc)
-[ -f "$W/$NAME.batseg" ] || train cubic "$W/$NAME.batseg" "$NAME" "$THREADS" > "$W/train_cubic.log" 2>&1
-[ -f "$W/$NAME-baseline.batseg" ] ||
-  train none "$W/$NAME-baseline.batseg" "$NAME-baseline" "$THREADS" > "$W/train_none.log" 2>&1
+finetune() {  # $1 parent model file, $2 output, $3 threads: the parent's loss, plans and patch
+  OMP_NUM_THREADS=$3 nnUNet_n_proc_DA=1 batseg train --finetune-from "$1" --no-replay --data "$TRAIN" --output "$2" \
+    --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" --val-iterations 5 --batch-size "$BATCH" \
+    --foreground-oversampling "$OVERSAMPLING" --lr "$LR" --device "$DEVICE" --seed 1 --workdir "$W/work_ft" \
+    --name "$NAME" --version "$VERSION" --overwrite --progress bar
+}
+MODELS=("$NAME")
+if [ -n "$FINETUNE_FROM" ]; then
+  [ -f "$W/$NAME.batseg" ] || finetune "$FINETUNE_FROM" "$W/$NAME.batseg" "$THREADS" > "$W/train_cubic.log" 2>&1
+else
+  MODELS+=("$NAME-baseline")
+  [ -f "$W/$NAME.batseg" ] || train cubic "$W/$NAME.batseg" "$NAME" "$THREADS" > "$W/train_cubic.log" 2>&1
+  [ -f "$W/$NAME-baseline.batseg" ] ||
+    train none "$W/$NAME-baseline.batseg" "$NAME-baseline" "$THREADS" > "$W/train_none.log" 2>&1
+fi
 
 # 3. Each model's minimum lesion volume, chosen on the validation phantoms, in a tuned copy.
-for m in "$NAME" "$NAME-baseline"; do
+for m in "${MODELS[@]}"; do
   batseg tune-postprocess --model "$W/$m.batseg" --data "$VAL" --output "$W/$m-tuned.batseg" \
     --json "$W/tune_$m.json" --device cpu --overwrite --progress quiet
 done
 
-# 4. Held-out evaluation of both tuned models.
-for m in "$NAME" "$NAME-baseline"; do
+# 4. Held-out evaluation of the tuned models.
+for m in "${MODELS[@]}"; do
   batseg predict -i "$TEST/imagesTr" -o "$W/pred_$m" --model "$W/$m-tuned.batseg" --device cpu --overwrite --progress quiet
   batseg evaluate --pred "$W/pred_$m" --gt "$TEST/labelsTr" -o "$W/eval_$m.json" --png "$W/eval_$m.png" --overwrite
 done

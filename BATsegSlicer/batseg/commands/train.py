@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--finetune-from", type=Path, default=None, help="fine-tune this .batseg model on --data")
     parser.add_argument("--replay-data", type=Path, default=None,
                         help="the model's original training data to mix in while fine-tuning")
+    parser.add_argument("--no-replay", action="store_true",
+                        help="fine-tune on --data alone, even where the model's original training data is found")
     parser.add_argument("--name", default=None, help="model name recorded in the model file")
     parser.add_argument("--version", dest="model_version", default=None, help="model version (default 1.0.0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -102,12 +104,16 @@ def run(args: argparse.Namespace) -> int:
         from batseg.training.finetune import finetune
 
         explicit = {k for k in MODE_DEPENDENT if getattr(args, k) is not None}
-        outputs = finetune(request, args.finetune_from, args.replay_data, explicit, progress)
-    else:
-        if args.replay_data is not None:
+        if args.no_replay and args.replay_data is not None:
             from batseg.errors import BATsegError
 
-            raise BATsegError("--replay-data is used with --finetune-from only")
+            raise BATsegError("--no-replay and --replay-data contradict each other; give one of them")
+        outputs = finetune(request, args.finetune_from, args.replay_data, explicit, progress, not args.no_replay)
+    else:
+        if args.replay_data is not None or args.no_replay:
+            from batseg.errors import BATsegError
+
+            raise BATsegError("--replay-data and --no-replay are used with --finetune-from only")
         outputs = train(request, progress)
     for path in outputs:
         progress.log(f"model file written: {path}")

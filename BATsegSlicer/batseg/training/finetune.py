@@ -11,6 +11,8 @@ Decisions (continual learning without catastrophic forgetting, Lemay et al.'s op
   new cases repeated to about 30% of the merged set. The original data's folder comes from
   `--replay-data DIR` or from the parent manifest (`training.data.sources`). Without it the
   run goes on new cases only, with a warning that the model may forget what it knew.
+  `--no-replay` asks for that on purpose (e.g. to continue a model on its own training data
+  after that data was regenerated), without looking for the original data.
 - The parent's plans are reused unchanged (spacing, normalisation, network, patch), and its
   weights initialise every layer, field head included (`load_initial_weights`, strict).
 - Lower learning rate: 1e-3 (a tenth of nnU-Net's 1e-2) and 50 epochs by default, still with
@@ -76,9 +78,12 @@ def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[s
     return replace(options, **changes)
 
 
-def _replay_dataset(manifest: dict[str, Any], replay_dir: Path | None, progress: Progress) -> Any:
+def _replay_dataset(manifest: dict[str, Any], replay_dir: Path | None, progress: Progress, replay: bool = True) -> Any:
     from batseg.training.datasets import read_raw_dataset
 
+    if not replay:
+        progress.log("no replay (--no-replay): training on the given cases alone")
+        return None
     if replay_dir is not None:
         return read_raw_dataset(replay_dir)
     for source in manifest.get("training", {}).get("data", {}).get("sources", []):
@@ -93,8 +98,12 @@ def _replay_dataset(manifest: dict[str, Any], replay_dir: Path | None, progress:
     return None
 
 
-def finetune(request: Any, parent_path: Path, replay_dir: Path | None, explicit: set[str], progress: Progress) -> list[Path]:
-    """Fine-tune the model file `parent_path` on `request.data` (+ replay); returns the new model file."""
+def finetune(
+    request: Any, parent_path: Path, replay_dir: Path | None, explicit: set[str], progress: Progress,
+    replay: bool = True,
+) -> list[Path]:
+    """Fine-tune the model file `parent_path` on `request.data` (+ replay unless `replay` is
+    False, e.g. to continue a model on its own, updated training data); returns the new model file."""
     from batseg.model_file import check_classes, sha256_file, verify
     from batseg.training.datasets import merge_for_finetuning, read_raw_dataset
     from batseg.training.run import check_output, prepare_data, train_prepared
@@ -111,13 +120,13 @@ def finetune(request: Any, parent_path: Path, replay_dir: Path | None, explicit:
     request.options = _options_from_parent(manifest, request.options, explicit)
     workdir = activate(request.workdir)
     new = read_raw_dataset(request.data)
-    replay = _replay_dataset(manifest, Path(replay_dir) if replay_dir else None, progress)
+    replayed = _replay_dataset(manifest, Path(replay_dir) if replay_dir else None, progress, replay)
     orientation = manifest["input"].get("orientation", {})
     code = orientation.get("code") if isinstance(orientation, dict) else orientation
-    merged_name = merge_for_finetuning(new, replay, workdir.raw, f"{new.folder.name}Finetune", orientation=code)
+    merged_name = merge_for_finetuning(new, replayed, workdir.raw, f"{new.folder.name}Finetune", orientation=code)
     merged = read_raw_dataset(workdir.raw / merged_name)
     merged.dataset_json["description"] = new.description or manifest["training"]["data"].get("description", "")
-    sources = [str(new.folder)] + ([str(replay.folder)] if replay else [])
+    sources = [str(new.folder)] + ([str(replayed.folder)] if replayed else [])
     prepared = prepare_data(
         merged, workdir, request.options.topology, progress, dataset_name=merged_name,
         parent_plans=manifest["nnunet"]["plans"], sources=sources,
@@ -130,7 +139,7 @@ def finetune(request: Any, parent_path: Path, replay_dir: Path | None, explicit:
         "sha256": sha256_file(parent_path),
         "weights_sha256": manifest["weights_sha256"],
         "new_cases": len(new.cases),
-        "replay_cases": len(replay.cases) if replay else 0,
+        "replay_cases": len(replayed.cases) if replayed else 0,
     }
     request.extra_manifest["name"] = request.name
     return train_prepared(request, prepared, progress, initial_weights=str(parent_path))
