@@ -167,6 +167,43 @@ def tuning_section(work: Path, name: str) -> str:
     )
 
 
+def parent_section(manifest: dict[str, Any], parent_file: Path | None) -> str:
+    """How a fine-tuned model started: its parent and the parent's own recorded training."""
+    parent = manifest.get("parent")
+    if not parent:
+        return "Trained from scratch (nnU-Net's weight initialisation)."
+    text = (
+        f"Initialised from **{parent['name']} {parent['version']}** (file sha256 `{parent['sha256']}`), then "
+        f"trained with the command above on {parent.get('new_cases', 'the')} cases, without replaying the "
+        "parent's own training data."
+    )
+    if parent_file is not None and parent_file.is_file():
+        own = read_manifest(parent_file).get("training", {})
+        text += (
+            " Its own card (in git history next to its file) describes its data and results."
+            f" The parent was trained from scratch for {own.get('epochs_completed')} epochs x "
+            f"{own.get('iterations_per_epoch')} iterations (batch {own.get('batch_size')}) with:\n\n```\n"
+            + " ".join(own.get("command", [])) + "\n```"
+        )
+    return text
+
+
+def baseline_sentence(baseline: dict | None, manifest: dict[str, Any]) -> str:
+    """Whether the baseline was trained for this version, and why not."""
+    if baseline:
+        return "Its figures are in the tables below."
+    if manifest.get("parent"):
+        return (
+            "It was NOT trained for this version: this model continues a parent, and no baseline parent "
+            "with the same budget exists. The from-scratch recipe (`scripts/train_shipped_model.sh` without "
+            "FINETUNE_FROM) trains both; its column reads n/a."
+        )
+    return (
+        "It was NOT trained for this version: the CPU time of the session that trained it went to BATseg "
+        "itself, so the comparison asked for is still to be made; its column reads n/a."
+    )
+
+
 def machine_text(device: str) -> str:
     """Where the model was trained, as the card says it."""
     if device == "cuda":
@@ -213,8 +250,7 @@ The held-out test set comes from the same generator with another seed.
 
 ## Training
 
-Exact command (recorded in the manifest), run by `scripts/train_shipped_model.sh` at commit
-`{args.commit}`:
+Exact command (recorded in the manifest), run at commit `{args.commit}`:
 
 ```
 {command}
@@ -222,12 +258,14 @@ Exact command (recorded in the manifest), run by `scripts/train_shipped_model.sh
 
 Budget: {args.epochs} epochs x {args.iters} iterations, batch {args.batch}, patch {' x '.join(map(str, args.patch))},
 foreground oversampling {args.oversampling}, seed 1, {machine_text(args.device)}; nnU-Net v2's SGD, poly
-learning rate from 0.01, its augmentation; the field is computed in the augmentation worker
+learning rate from {training.get('learning_rate', 0.01):g}, its augmentation; the field is computed in the augmentation worker
 after spatial augmentation. This is a very small budget next to the paper's 1000 x 250
 iterations on a GPU; retrain with `EPOCHS`/`ITERS` raised (and `DEVICE=cuda`) for a stronger model.
 
+{parent_section(manifest, args.parent_file)}
+
 The nnU-Net baseline is the same network without the field head (`--loss none`), trained with
-the same data, seed, budget and machine. {"Its figures are in the tables below." if baseline else "It was NOT trained for this version: the CPU time of the session that trained it went to BATseg itself, so the comparison asked for is still to be made; its column reads n/a."}
+the same data, seed, budget and machine. {baseline_sentence(baseline, manifest)}
 
 ## Postprocessing
 
@@ -281,9 +319,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--oversampling", type=float, required=True)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device the model was trained on")
+    parser.add_argument("--commit", default=None, help="commit the training ran at (default: the current HEAD)")
+    parser.add_argument("--parent-file", type=Path, default=None, help="the parent model file of a fine-tuned model")
     parser.add_argument("--version", default=None, help="version to record (default: the trained file's)")
     args = parser.parse_args()
-    args.commit = git_commit()
+    args.commit = args.commit or git_commit()
     batseg = summary(load_json(args.work / f"eval_{args.name}.json"))
     baseline_json = args.work / f"eval_{args.name}-baseline.json"
     baseline = summary(load_json(baseline_json)) if baseline_json.is_file() else None

@@ -90,4 +90,4 @@ batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME-tuned.bat
 
 # 6. Model card, and the model file with its measured metrics into Resources/Models.
 python scripts/make_model_card.py --work "$W" --name "$NAME" --epochs "$EPOCHS" --iters "$ITERS" --patch $PATCH \
-  --batch "$BATCH" --oversampling "$OVERSAMPLING" --device "$DEVICE"
+  --batch "$BATCH" --oversampling "$OVERSAMPLING" --device "$DEVICE" ${FINETUNE_FROM:+--parent-file "$FINETUNE_FROM"}
