@@ -6,8 +6,8 @@ and `batseg.model_file.verify` (adding: manifest, version and weights checksum),
 the command line accept exactly the same files.
 
 Decisions: shipped models live in the module's Resources/Models folder and are never modified;
-user models are copied into a models folder (Slicer's user settings folder in the application,
-a given folder headless). Adding copies through a temporary name and a rename, never replaces
+user models are copied into the engine's user models folder (`batseg.models.user_models_dir`:
+$BATSEG_MODELS_DIR, else ~/.batseg/models; a given folder headless), shared with the CLI. Adding copies through a temporary name and a rename, never replaces
 an existing file, and returns the existing entry when a model with the same weights checksum
 is already listed (no duplicates).
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from batseg.errors import BATsegError, ModelFileError
 from batseg.model_file import MODEL_SUFFIX, check_classes
-from batseg.models import list_models
+from batseg.models import list_models, user_models_dir
 
 from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber
@@ -169,8 +169,6 @@ def _safe(name: str) -> str:
 
 
 def default_user_models_dir() -> str:
-    """The user models folder in Slicer's user settings folder (needs the Slicer application)."""
-    import slicer
-
-    settings_dir = os.path.dirname(slicer.app.slicerUserSettingsFilePath)
-    return os.path.join(settings_dir, "BATseg", "models")
+    """The user models folder: the engine's ($BATSEG_MODELS_DIR, else ~/.batseg/models), so that a
+    model added or fine-tuned in Slicer is also found by `batseg predict --model NAME`."""
+    return str(user_models_dir())

@@ -101,3 +101,11 @@ def test_panel_text_says_which_minimum_volume_apply_uses(library):
     assert entry.postprocessing_summary == "Lesions under 20 mm3 are dropped (default)."
     tuned = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 50.0}}, shipped=True)
     assert tuned.postprocessing_summary == "Lesions under 50 mm3 are dropped (chosen on validation data)."
+
+
+def test_slicer_and_the_cli_share_the_user_models_folder(tmp_path, monkeypatch):
+    from batseg.models import user_models_dir
+    from BATsegSlicerLib.models import default_user_models_dir
+
+    monkeypatch.setenv("BATSEG_MODELS_DIR", str(tmp_path / "mine"))
+    assert default_user_models_dir() == str(user_models_dir()) == str(tmp_path / "mine")
