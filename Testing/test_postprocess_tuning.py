@@ -48,7 +48,9 @@ def test_detection_f1_from_pooled_rates() -> None:
 
 def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp_path: Path) -> None:
     truth = _lesion_case()
-    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth, "b": truth}))
+    # "b_0000": a case whose own name ends like nnU-Net's channel suffix must still find its label.
+    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth, "b_0000": truth}))
+    assert sorted(case.name for case, _ in pairs) == ["a", "b_0000"]
 
     def predict_raw(image: sitk.Image) -> sitk.Image:
         raw = truth.copy()

@@ -30,7 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from batseg.errors import BATsegError
-from batseg.io import Case, case_name, find_cases, read_image
+from batseg.io import Case, find_cases, read_image
 from batseg.metrics import aggregate, evaluate_case
 from batseg.postprocess import POSTPROCESSING_KEY, postprocess
 
@@ -70,7 +70,10 @@ def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
     images, labels = folder / "imagesTr", folder / "labelsTr"
     if not images.is_dir() or not labels.is_dir():
         raise BATsegError(f"{folder} is not an nnU-Net raw dataset folder: it needs imagesTr/ and labelsTr/")
-    label_files = {case_name(p): p for p in labels.iterdir() if p.name.endswith(".nii.gz")}
+    # Label names are the case names as they are: `case_name` would also drop a trailing "_0000",
+    # which is a channel suffix on images only (labelsTr/case_0000.nii.gz is case "case_0000").
+    suffix = ".nii.gz"
+    label_files = {p.name[: -len(suffix)]: p for p in labels.iterdir() if p.name.endswith(suffix)}
     pairs = [(case, label_files[case.name]) for case in find_cases(images) if case.name in label_files]
     if not pairs:
         raise BATsegError(f"no image in {images} has a label file of the same case name in {labels}")
