@@ -85,7 +85,7 @@ def options_from(args: argparse.Namespace):
     from batseg.inference.pipeline import PredictOptions
     from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3
 
-    min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # see run()
+    min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # None: run() takes the model's
     if min_volume < 0:
         raise BATsegError(f"--min-volume {args.min_volume} must be zero or positive (mm3)")
     if args.threads is not None and args.threads < 1:
@@ -108,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
 
     from batseg.errors import BATsegError
     from batseg.inference.pipeline import check_outputs, segment_case
-    from batseg.postprocess import recommended_min_volume
     from batseg.inference.predictor import Predictor
     from batseg.inference.sliding_window import parse_tile
     from batseg.io import find_cases
     from batseg.models import resolve_model
+    from batseg.postprocess import recommended_min_volume
     from batseg.progress import Progress
 
     progress = Progress(args.progress)
