@@ -25,6 +25,7 @@ from typing import Any
 from batseg.errors import BATsegError, ModelFileError
 from batseg.model_file import MODEL_SUFFIX, check_classes
 from batseg.models import list_models, user_models_dir
+from batseg.postprocess import POSTPROCESSING_KEY, recommended_min_volume
 
 from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber
@@ -70,8 +71,6 @@ class ModelEntry:
     @property
     def postprocessing_summary(self) -> str:
         """The minimum lesion volume Apply will use with this model, and where it comes from."""
-        from batseg.postprocess import POSTPROCESSING_KEY, recommended_min_volume
-
         tuned = "min_volume_mm3" in (self.manifest.get(POSTPROCESSING_KEY) or {})
         origin = "chosen on validation data" if tuned else "default"
         return f"Lesions under {recommended_min_volume(self.manifest):g} mm3 are dropped ({origin})."

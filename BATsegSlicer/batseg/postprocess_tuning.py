@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import SimpleITK as sitk
 
 from batseg.errors import BATsegError
+from batseg.evaluation import check_same_geometry, read_label_file
 from batseg.io import Case, find_cases, read_image
 from batseg.metrics import aggregate, evaluate_case
 from batseg.postprocess import POSTPROCESSING_KEY, postprocess
@@ -118,13 +118,12 @@ def tune_min_volume(
         raise BATsegError("minimum volume candidates must be zero or positive (mm3)")
     results: dict[float, list[dict[str, Any]]] = {float(v): [] for v in candidates}
     for index, (case, label_path) in enumerate(pairs, start=1):
-        image = read_image(case)
-        truth = sitk.ReadImage(str(label_path))
-        if truth.GetSize() != image.GetSize():
-            raise BATsegError(f"{label_path.name}: the label map's size differs from its image's; fix the dataset")
-        raw = sitk.GetArrayFromImage(predict_raw(image))
-        gt = sitk.GetArrayFromImage(truth).astype(np.uint8)
-        spacing = tuple(reversed(image.GetSpacing()))
+        # `batseg evaluate`'s own reading and grid check, so both score the same label maps.
+        truth, gt = read_label_file(label_path)
+        predicted = predict_raw(read_image(case))
+        check_same_geometry(predicted, truth, case.name)
+        raw = sitk.GetArrayFromImage(predicted)
+        spacing = tuple(reversed(truth.GetSpacing()))
         for volume in results:
             cleaned = postprocess(raw, spacing, fill_holes=True, min_volume_mm3=volume)
             results[volume].append(evaluate_case(cleaned, gt, spacing))
