@@ -218,6 +218,23 @@ def test_phantom_command(tmp_path, capsys):
     assert cli_main(args[:-2] + ["--name", "not_nnunet_style"]) == 2
 
 
+@pytest.mark.parametrize("bad, message", [
+    (["--seed", "-1"], "seed must be a non-negative"),
+    (["--matrix", "0"], "--matrix must be between"),
+    (["--slices", "0"], "--slices must be between"),
+])
+def test_bad_phantom_arguments_fail_before_an_existing_dataset_is_touched(tmp_path, capfd, bad, message):
+    args = ["phantom", "-o", str(tmp_path), "-n", "1", "--seed", "9", "--matrix", "64", "--slices", "9",
+            "--progress", "quiet", "--name", "Dataset778_Kept"]
+    assert cli_main(args) == 0
+    before = sorted(p.name for p in (tmp_path / "Dataset778_Kept" / "imagesTr").iterdir())
+    capfd.readouterr()
+    assert cli_main(args + bad + ["--overwrite"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert message in err and err.splitlines() == [err]
+    assert sorted(p.name for p in (tmp_path / "Dataset778_Kept" / "imagesTr").iterdir()) == before
+
+
 # ----- sample data -----------------------------------------------------------------------------
 def test_sample_data_is_complete_and_checksummed():
     cases = sample_cases()

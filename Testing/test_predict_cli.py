@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from batseg.cli import main
 from batseg.inference.pipeline import PredictOptions, postprocess_labels
+from batseg.model_file import read_manifest
 from batseg.postprocess import postprocess
 from dicom_helpers import int16_image, write_dicom_series
 from inference_helpers import (
@@ -62,6 +63,10 @@ def test_single_file_writes_every_output_on_the_input_grid(tmp_path: Path, capfd
     assert sitk.ReadImage(str(out / "sub-01.field.nii.gz")).GetNumberOfComponentsPerPixel() == 4
     report = json.loads((out / "sub-01.report.json").read_text())
     assert report["case_id"] == "sub-01" and report["model"]["name"] == "untrained-light"
+    model_manifest = read_manifest(light_model())
+    # The report says what this model was trained on (here: random weights), not a fixed text.
+    assert report["disclaimer"] == model_manifest["disclaimer"] and "not for clinical use" in report["disclaimer"]
+    assert report["model"]["weights_sha256"] == model_manifest["weights_sha256"]
     assert report["lesion_count"] == len(report["lesions"])
     seen = events(captured.out)
     result = [e for e in seen if e["event"] == "result"]

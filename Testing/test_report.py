@@ -156,4 +156,16 @@ def test_write_report_json_and_csv_atomically(tmp_path: Path) -> None:
     assert not (tmp_path / "other.csv").exists()
     empty = lesion_report(sagittal_image(np.zeros((3, 4, 5), dtype=np.uint8)))
     write_report(empty, json_path, csv_path, overwrite=True)
-    assert len(csv_path.read_text().splitlines()) == 1  # header only
+    with csv_path.open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))  # a case without lesion still has its row
+    assert (row["overall_type_key"], row["lesion_id"], row["volume_cm3"]) == ("none", "", "")
+
+
+def test_csv_rows_carry_the_case_type_and_model(tmp_path: Path) -> None:
+    report = lesion_report(sagittal_image(two_lesions()), case_id="sub-01")
+    report["model"] = {"name": "m", "version": "1.2.3"}
+    write_report(report, tmp_path / "r.json", tmp_path / "r.csv")
+    with (tmp_path / "r.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["overall_type_name"] for row in rows} == {report["overall_type_name"]} != {"none"}
+    assert {(row["model_name"], row["model_version"]) for row in rows} == {("m", "1.2.3")}

@@ -300,18 +300,32 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
 def test_no_replay_trains_on_the_given_cases_alone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`--no-replay` skips the parent's original data even where it exists; it contradicts --replay-data."""
     from batseg.progress import Progress
-    from batseg.training.finetune import _replay_dataset
+    from batseg.training.replay import replay_dataset
 
     original = make_dataset(tmp_path / "orig", n_cases=2)
     manifest = {"training": {"data": {"sources": [str(original)]}}}
     said: list[str] = []
     progress = Progress("quiet")
     progress.log = said.append  # type: ignore[method-assign]
-    assert _replay_dataset(manifest, None, progress, replay=False) is None
+    assert replay_dataset(manifest, None, tmp_path, progress, replay=False) is None
     assert "no replay" in said[-1]
-    assert _replay_dataset(manifest, None, progress).folder == original
+    assert replay_dataset(manifest, None, tmp_path, progress).folder == original
     assert main(["train", "--finetune-from", "m.batseg", "--no-replay", "--replay-data", str(original),
                  "--data", str(original), "--output", str(tmp_path / "o.batseg"), "--progress", "quiet"]) == 2
     assert "contradict" in capsys.readouterr().err
     assert main(["train", "--no-replay", "--data", str(original), "--output", str(tmp_path / "o.batseg"),
                  "--progress", "quiet"]) == 2
+
+
+def test_package_accepts_a_fold_folder_or_the_trainer_folder(tmp_path: Path) -> None:
+    from batseg.commands.package import trainer_folder_and_fold
+
+    trainer = tmp_path / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (trainer / "fold_0").mkdir(parents=True)
+    assert trainer_folder_and_fold(trainer / "fold_0", None) == (trainer, "0")
+    assert trainer_folder_and_fold(trainer, None) == (trainer, "0")
+    (trainer / "fold_1").mkdir()
+    with pytest.raises(BATsegError, match="choose one with --fold"):
+        trainer_folder_and_fold(trainer, None)
+    with pytest.raises(BATsegError, match="disagree"):
+        trainer_folder_and_fold(trainer / "fold_1", "0")

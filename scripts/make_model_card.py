@@ -136,12 +136,12 @@ def status_text(batseg: dict[str, Any], device: str) -> str:
             f"{machine} for a budget far too small for the task (the training loss was still falling "
             "and the tumour probability at tumour voxels was rising slowly); it is shipped so that "
             "the pipeline, the Slicer module and the demo run end to end, not to segment anything. "
-            "Retrain on a GPU with `DEVICE=cuda EPOCHS=1000 ITERS=250 bash scripts/train_shipped_model.sh`."
+            "Retrain on a GPU with `DEVICE=cuda EPOCHS=1000 ITERS=250 VERSION=1.0.0 bash scripts/train_shipped_model.sh`."
         )
     return (
         f"Trained on {machine} within the small budget below; the held-out results show what it "
         "does and does not do, and which of the targets it misses. Retrain on a GPU with "
-        "`DEVICE=cuda EPOCHS=1000 ITERS=250 bash scripts/train_shipped_model.sh` for a stronger model."
+        "`DEVICE=cuda EPOCHS=1000 ITERS=250 VERSION=1.0.0 bash scripts/train_shipped_model.sh` for a stronger model."
     )
 
 
@@ -305,8 +305,24 @@ postprocessing (the correct answer is 0 for each):
   Results on phantoms say nothing about accuracy on patients.
 - Trained at twice the paper's in-plane spacing (0.94 mm) for CPU speed; small
   hemangioblastoma nodules are the most affected.
-- Reproduce every number above with `bash scripts/train_shipped_model.sh`.
+- {reproduce_text(args, manifest)}
 """
+
+
+def reproduce_text(args: argparse.Namespace, manifest: dict[str, Any]) -> str:
+    """The one command that rebuilds this model and every number of its card."""
+    version = manifest["version"]
+    budget = f"EPOCHS={args.epochs} ITERS={args.iters} VERSION={version}"
+    parent = manifest.get("parent")
+    if not parent:
+        return f"Reproduce every number above with `{budget} bash scripts/train_shipped_model.sh` at commit `{args.commit}`."
+    parent_path = f"BATsegSlicer/Resources/Models/{parent['name']}-{parent['version']}.batseg"
+    return (
+        f"Reproduce every number above at commit `{args.commit}` with "
+        f"`FINETUNE_FROM=parent.batseg {budget} bash scripts/train_shipped_model.sh`, where `parent.batseg` is "
+        f"`{parent_path}` from git history (`git log --all -- {parent_path}` finds the commit; its sha256 is "
+        f"`{parent['sha256']}`)."
+    )
 
 
 def main() -> None:
@@ -322,6 +338,7 @@ def main() -> None:
     parser.add_argument("--commit", default=None, help="commit the training ran at (default: the current HEAD)")
     parser.add_argument("--parent-file", type=Path, default=None, help="the parent model file of a fine-tuned model")
     parser.add_argument("--version", default=None, help="version to record (default: the trained file's)")
+    parser.add_argument("--force", action="store_true", help="replace an existing shipped file of that version")
     args = parser.parse_args()
     args.commit = args.commit or git_commit()
     batseg = summary(load_json(args.work / f"eval_{args.name}.json"))
@@ -338,6 +355,9 @@ def main() -> None:
     MODELS.mkdir(parents=True, exist_ok=True)
     version = args.version or manifest["version"]
     target = MODELS / f"{args.name}-{version}.batseg"
+    if target.exists() and not args.force:
+        # A shipped version is never silently replaced by another training run.
+        raise SystemExit(f"{target} already exists: choose another VERSION, or pass --force to replace it")
     with_manifest_updates(source, {"metrics": metrics, "version": version}, target, overwrite=True)
     card = MODELS / f"{args.name}-{version}.md"
     card.write_text(card_text(args, read_manifest(target), batseg, baseline, real, target))

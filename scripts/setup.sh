@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
-pip install -q --disable-pip-version-check torch==2.13.0
+# TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) picks the CPU build on a machine
+# where pip would otherwise download PyPI's CUDA build.
+pip install -q --disable-pip-version-check torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 pip install -q --disable-pip-version-check --no-deps nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt 2>&1 \
   | grep -vE "^WARNING: Location|dependency resolver|requires timm" || true

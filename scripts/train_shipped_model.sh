@@ -3,14 +3,15 @@
 # the same budget, held-out evaluation, the check on real healthy scans, and the model card.
 # Every figure of the card BATsegSlicer/Resources/Models/NAME-VERSION.md comes from this script.
 #
-#   bash scripts/train_shipped_model.sh [WORK_DIR]      (default work_tmp/shipped)
+#   VERSION=X.Y.Z bash scripts/train_shipped_model.sh [WORK_DIR]      (default work_tmp/shipped)
 #
-# Budget knobs (environment): EPOCHS, ITERS (iterations per epoch), PATCH ("Z Y X"), DEVICE.
+# VERSION (required) names the new model. Budget knobs (environment): EPOCHS, ITERS
+# (iterations per epoch), PATCH ("Z Y X"), DEVICE.
 # COMMIT names the commit the training ran at, for the card (default: the current HEAD).
 # FINETUNE_FROM=MODEL.batseg continues a trained model instead of training from scratch
 # (with LR, default 0.005, and the parent's plans and patch); the baseline is then skipped,
 # since no baseline parent with the same budget exists. Model 0.3.0 was made this way:
-#   FINETUNE_FROM=<0.2.0 file, git commit 5481c05> EPOCHS=60 bash scripts/train_shipped_model.sh
+#   FINETUNE_FROM=<0.2.0 file, git commit 5481c05> EPOCHS=60 VERSION=0.3.0 bash scripts/train_shipped_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -28,7 +29,9 @@ DEVICE=${DEVICE:-cpu}
 FINETUNE_FROM=${FINETUNE_FROM:-}
 LR=${LR:-0.005}
 NAME=batseg-light-phantoms
-VERSION=${VERSION:-0.3.0}
+# No default: a rerun must not write another model under a shipped version's name (the card
+# script refuses an existing version unless FORCE=1).
+VERSION=${VERSION:?set VERSION to the new model version, e.g. VERSION=0.4.0}
 mkdir -p "$W"
 
 # 1. Data: 200 training phantoms (seed 2026), 20 validation phantoms (seed 11: postprocessing
@@ -93,4 +96,4 @@ batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME-tuned.bat
 # 6. Model card, and the model file with its measured metrics into Resources/Models.
 python scripts/make_model_card.py --work "$W" --name "$NAME" --epochs "$EPOCHS" --iters "$ITERS" --patch $PATCH \
   --batch "$BATCH" --oversampling "$OVERSAMPLING" --device "$DEVICE" ${FINETUNE_FROM:+--parent-file "$FINETUNE_FROM"} \
-  ${COMMIT:+--commit "$COMMIT"}
+  ${COMMIT:+--commit "$COMMIT"} ${FORCE:+--force}

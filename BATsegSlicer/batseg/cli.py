@@ -55,9 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     except BATsegError as exc:
         Progress(getattr(args, "progress", "bar")).error(str(exc))
         return 2
+    except OSError as exc:
+        # A full disk or a folder that became read-only during a long run: say which file, no traceback.
+        Progress(getattr(args, "progress", "bar")).error(_os_error_message(exc))
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("batseg: interrupted\n")
         return 130
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for a file-system error: the file, the reason, what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    return f"cannot access{where}: {reason}; check the path, its permissions and the free disk space"
 
 
 if __name__ == "__main__":

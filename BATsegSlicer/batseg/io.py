@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -45,7 +44,7 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from batseg.atomic_files import check_can_write
+from batseg.atomic_files import write_atomically
 from batseg.dicom import DicomSeries, dicom_tags, find_dicom_series, sort_dicom_slices
 from batseg.errors import InputImageError
 from batseg.image_headers import header_spacing_problem, nifti_data_problem, nonfinite_message, quiet_itk
@@ -333,28 +332,24 @@ def _suffix(path: Path) -> str:
     return path.suffix
 
 
-def _new_file_mode() -> int:
-    """The permissions an ordinary new file gets (mkstemp's files are private, 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def image_writer(image: sitk.Image, compress: bool = True) -> Callable[[Path], None]:
+    """A writer of `image` for `batseg.atomic_files` (the format follows the temporary suffix)."""
+
+    def write(temporary: Path) -> None:
+        with quiet_itk():
+            sitk.WriteImage(image, str(temporary), compress)
+
+    return write
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """The image extension of `path` (".nii.gz" included), for the temporary file's name."""
+    return _suffix(Path(path))
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False, compress: bool = True) -> Path:
     """Write an image atomically: a temporary file with the same extension, then `os.replace`."""
-    path = check_can_write(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".part{_suffix(path)}")
-    os.close(handle)
-    try:
-        with quiet_itk():
-            sitk.WriteImage(image, temporary, compress)
-        os.chmod(temporary, _new_file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, image_writer(image, compress), overwrite, suffix=image_suffix(path))
 
 
 def vector_image(channels: np.ndarray, reference: sitk.Image) -> sitk.Image:

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ import SimpleITK as sitk
 
 from scipy import ndimage
 
-from batseg.atomic_files import check_can_write, write_text_atomically
+from batseg.atomic_files import text_writer, write_all_or_nothing
 from batseg.errors import BATsegError
 from batseg.labels import TUMOUR_CLASSES
 from batseg.lesions import (
@@ -44,15 +45,18 @@ from batseg.lesions import (
     voxel_volume_mm3,
 )
 
-DISCLAIMER = "Research software; model trained on synthetic phantoms; not for clinical use."
+# Neutral: a report of a model says what that model was trained on (`batseg predict` replaces
+# this with the model's own disclaimer), and `batseg evaluate` scores any label maps.
+DISCLAIMER = "Research software; not for clinical use."
 
 # LPS axes in order x, y, z, named for the reader.
 ANATOMICAL_AXES: tuple[str, ...] = ("left_right", "anterior_posterior", "superior_inferior")
 # SimpleITK index axes i, j, k are array axes 2, 1, 0.
 INDEX_AXIS_NAMES: tuple[str, ...] = ("k", "j", "i")
 
+CASE_COLUMNS: tuple[str, ...] = ("case_id", "overall_type_key", "overall_type_name", "model_name", "model_version")
 CSV_COLUMNS: tuple[str, ...] = (
-    "case_id", "lesion_id", "type_key", "type_name", "type_probability", "type_probability_source",
+    *CASE_COLUMNS, "lesion_id", "type_key", "type_name", "type_probability", "type_probability_source",
     "volume_cm3", "extent_left_right_mm", "extent_anterior_posterior_mm", "extent_superior_inferior_mm",
     "slice_axis", "slice_first", "slice_last", "slice_count",
     "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
@@ -188,21 +192,35 @@ def _case_summary(
 
 
 def _csv_text(report: dict) -> str:
-    """The report as CSV text, one row per lesion (a header only when there is none)."""
+    """The report as CSV text: one row per lesion, each with the case's columns.
+
+    A case without a lesion still gets one row (its case columns, lesion columns empty), so
+    that the CSVs of a folder of cases concatenate into a table where every case appears.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    model = report.get("model") or {}
+    case = [report["case_id"], report["overall_type_key"], report["overall_type_name"],
+            model.get("name", ""), model.get("version", "")]
     for lesion in report["lesions"]:
-        writer.writerow([
-            report["case_id"], lesion["id"], lesion["type_key"], lesion["type_name"],
-            _round(lesion["type_probability"]), report["type_probability_source"], _round(lesion["volume_cm3"]),
-            *(_round(lesion["extent_mm"][name]) for name in ANATOMICAL_AXES),
-            report["slice_axis"], lesion["slice_first"], lesion["slice_last"], lesion["slice_count"],
-            *(_round(v) for v in lesion["centroid_lps_mm"]),
-            *(_round(v) for v in lesion["centroid_ras_mm"]),
-            *(_round(lesion["type_volumes_cm3"][c.key]) for c in TUMOUR_CLASSES),
-        ])
+        writer.writerow(case + _lesion_cells(report, lesion))
+    if not report["lesions"]:
+        writer.writerow(case + [""] * (len(CSV_COLUMNS) - len(case)))
     return buffer.getvalue()
+
+
+def _lesion_cells(report: dict, lesion: dict) -> list:
+    """The lesion columns of one CSV row."""
+    return [
+        lesion["id"], lesion["type_key"], lesion["type_name"],
+        _round(lesion["type_probability"]), report["type_probability_source"], _round(lesion["volume_cm3"]),
+        *(_round(lesion["extent_mm"][name]) for name in ANATOMICAL_AXES),
+        report["slice_axis"], lesion["slice_first"], lesion["slice_last"], lesion["slice_count"],
+        *(_round(v) for v in lesion["centroid_lps_mm"]),
+        *(_round(v) for v in lesion["centroid_ras_mm"]),
+        *(_round(lesion["type_volumes_cm3"][c.key]) for c in TUMOUR_CLASSES),
+    ]
 
 
 def _round(value: float) -> float:
@@ -210,15 +228,19 @@ def _round(value: float) -> float:
     return round(float(value), 6)
 
 
+def report_files(report: dict, json_path: str | os.PathLike, csv_path: str | os.PathLike) -> list[tuple]:
+    """The report's two files as (path, writer, suffix) for `batseg.atomic_files.write_all_or_nothing`."""
+    return [
+        (Path(json_path), text_writer(json.dumps(report, indent=2) + "\n"), ""),
+        (Path(csv_path), text_writer(_csv_text(report)), ""),
+    ]
+
+
 def write_report(
     report: dict, json_path: str | os.PathLike, csv_path: str | os.PathLike, overwrite: bool = False
 ) -> None:
-    """Write the report as JSON and CSV, each atomically (temporary file + rename).
+    """Write the report as JSON and CSV, both or neither (temporary files, then renames).
 
-    Existing files are replaced only with `overwrite=True`; both paths are checked before
-    either file is written, so a refusal leaves nothing half-done.
+    Existing files are replaced only with `overwrite=True`.
     """
-    check_can_write(json_path, overwrite)
-    check_can_write(csv_path, overwrite)
-    write_text_atomically(json_path, json.dumps(report, indent=2) + "\n", overwrite)
-    write_text_atomically(csv_path, _csv_text(report), overwrite)
+    write_all_or_nothing(report_files(report, json_path, csv_path), overwrite)

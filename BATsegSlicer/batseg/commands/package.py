@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="package an nnU-Net results folder into a .batseg model file",
         description="Package nnU-Net results (the folder <trainer>__<plans>__3d_fullres) into a .batseg model file.",
     )
-    parser.add_argument("--results", type=Path, required=True, help="nnU-Net results trainer folder")
+    parser.add_argument("--results", type=Path, required=True,
+                        help="nnU-Net results trainer folder (<trainer>__<plans>__3d_fullres), or one of its fold_K folders")
     parser.add_argument("--output", type=Path, required=True, help="model file to write (.batseg)")
     parser.add_argument("--fold", default=None, help="fold to package (default: the only fold_* present)")
     parser.add_argument("--checkpoint", choices=("final", "best", "latest"), default=None,
@@ -40,6 +41,18 @@ def only_fold(results: Path) -> str:
     return folds[0]
 
 
+def trainer_folder_and_fold(results: Path, fold: str | None) -> tuple[Path, str]:
+    """The trainer folder and fold; a `fold_K` folder given as --results is read as its parent and K."""
+    from batseg.errors import BATsegError
+
+    if results.name.startswith("fold_") and results.is_dir():
+        own = results.name[5:]
+        if fold is not None and fold != own:
+            raise BATsegError(f"--results {results.name} and --fold {fold} disagree; give the trainer folder with --fold")
+        return results.parent, own
+    return results, fold or only_fold(results)
+
+
 def run(args: argparse.Namespace) -> int:
     from batseg.progress import Progress
     from batseg.training.package import package_results
@@ -48,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     results = args.results.expanduser().resolve()
     output = check_output(args.output, args.overwrite)
-    fold = args.fold or only_fold(results)
+    results, fold = trainer_folder_and_fold(results, args.fold)
     checkpoint = f"checkpoint_{args.checkpoint}.pth" if args.checkpoint else None
     with progress.stage("package"):
         path = package_results(results, fold, output, args.name, args.model_version, args.overwrite, checkpoint)

@@ -25,14 +25,14 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from batseg.atomic_files import check_can_write
+from batseg.atomic_files import check_can_write, write_all_or_nothing
 from batseg.errors import BATsegError
 from batseg.inference.memory import peak_resident_bytes
 from batseg.inference.predictor import Predictor
-from batseg.io import Case, read_image, vector_image, write_image
+from batseg.io import Case, image_suffix, image_writer, read_image, vector_image
 from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, postprocess
 from batseg.progress import Progress
-from batseg.report import lesion_report, write_report
+from batseg.report import lesion_report, report_files
 
 LABEL_SUFFIX = ".nii.gz"
 
@@ -114,22 +114,15 @@ def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, opt
     return image
 
 
-def _write_all(outputs: dict[str, tuple[Path, Any]], overwrite: bool) -> None:
-    """Write every output; on failure remove those already written by this call."""
-    written: list[Path] = []
-    try:
-        for kind, (path, payload) in outputs.items():
-            if kind == "report":
-                json_path, csv_path = path
-                write_report(payload, json_path, csv_path, overwrite=overwrite)
-                written += [json_path, csv_path]
-            else:
-                write_image(payload, path, overwrite=overwrite)
-                written.append(path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+def _write_all(outputs: dict[str, tuple[Any, Any]], overwrite: bool) -> None:
+    """Write every output of the case, all or nothing: a failure leaves earlier results intact."""
+    files: list[tuple] = []
+    for kind, (path, payload) in outputs.items():
+        if kind == "report":
+            files += report_files(payload, *path)
+        else:
+            files.append((path, image_writer(payload), image_suffix(path)))
+    write_all_or_nothing(files, overwrite)
 
 
 def segment_case(
@@ -160,7 +153,12 @@ def segment_case(
     with stage("report"):
         report = lesion_report(labels, prediction.probabilities, case.name)
         report["source"] = str(case.path)
-        report["model"] = {"name": predictor.manifest.get("name"), "version": predictor.manifest.get("version")}
+        report["disclaimer"] = predictor.disclaimer  # what this model was trained on
+        report["model"] = {
+            "name": predictor.manifest.get("name"),
+            "version": predictor.manifest.get("version"),
+            "weights_sha256": predictor.manifest.get("weights_sha256"),
+        }
     paths = output_paths(case.name, out_dir, options)
     outputs: dict[str, tuple[Any, Any]] = {"labels": (paths["labels"], labels)}
     if options.save_probabilities:

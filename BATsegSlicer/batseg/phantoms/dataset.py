@@ -101,7 +101,21 @@ def _make_case(folder: str, plan: CasePlan, options: dict) -> dict:
     return meta
 
 
-def _validate(num_cases: int, healthy_fraction: float, dataset_name: str, workers: int) -> None:
+# Forced acquisition sizes: below these there is no spine to see; above, a phantom stops being
+# a clinical sagittal series (and a user's typo would fill the memory).
+MATRIX_RANGE = (32, 1024)
+SLICES_RANGE = (3, 60)
+
+
+def _validate(num_cases: int, healthy_fraction: float, dataset_name: str, workers: int, seed: int,
+              matrix: int | None, n_slices: int | None) -> None:
+    """One-line errors for every bad argument, before the output folder is touched."""
+    if seed < 0:
+        raise BATsegError(f"the seed must be a non-negative integer (got {seed})")
+    if matrix is not None and not MATRIX_RANGE[0] <= matrix <= MATRIX_RANGE[1]:
+        raise BATsegError(f"--matrix must be between {MATRIX_RANGE[0]} and {MATRIX_RANGE[1]} (got {matrix})")
+    if n_slices is not None and not SLICES_RANGE[0] <= n_slices <= SLICES_RANGE[1]:
+        raise BATsegError(f"--slices must be between {SLICES_RANGE[0]} and {SLICES_RANGE[1]} (got {n_slices})")
     if num_cases < 1:
         raise BATsegError(f"the number of cases must be at least 1 (got {num_cases})")
     if not 0.0 <= healthy_fraction <= 1.0:
@@ -149,7 +163,7 @@ def write_dataset(out_dir: str | os.PathLike, num_cases: int, seed: int,
                   workers: int = 1, overwrite: bool = False, progress: Progress | None = None,
                   matrix: int | None = None, n_slices: int | None = None) -> Path:
     """Write `num_cases` phantoms as an nnU-Net v2 raw dataset; returns the dataset folder."""
-    _validate(num_cases, healthy_fraction, dataset_name, workers)
+    _validate(num_cases, healthy_fraction, dataset_name, workers, seed, matrix, n_slices)
     progress = progress or Progress("quiet")
     folder = Path(out_dir) / dataset_name
     _prepare_folder(folder, overwrite)

@@ -8,15 +8,18 @@ the parent's with the minor number bumped.
 
 Decisions (continual learning without catastrophic forgetting, Lemay et al.'s open point):
 - Replay: the original training cases are mixed in (`datasets.merge_for_finetuning`), the
-  new cases repeated to about 30% of the merged set. The original data's folder comes from
-  `--replay-data DIR` or from the parent manifest (`training.data.sources`). Without it the
-  run goes on new cases only, with a warning that the model may forget what it knew.
+  new cases repeated to about 30% of the merged set. Where the original data is found
+  (`--replay-data`, the manifest's folders, or phantoms regenerated from their seed) is
+  `replay.py`'s concern. Without it the run goes on new cases only, with a warning that the
+  model may forget what it knew.
   `--no-replay` asks for that on purpose (e.g. to continue a model on its own training data
   after that data was regenerated), without looking for the original data.
 - The parent's plans are reused unchanged (spacing, normalisation, network, patch), and its
   weights initialise every layer, field head included (`load_initial_weights`, strict).
 - Lower learning rate: 1e-3 (a tenth of nnU-Net's 1e-2) and 50 epochs by default, still with
   nnU-Net's poly schedule and SGD; fold "all" (every merged case trains).
+- The parent's tuned postprocessing (minimum lesion volume) is inherited, marked as such:
+  the closest choice until `batseg tune-postprocess` is rerun on validation cases.
 - The boundary loss, field variant and truncation are the parent's (the head must keep its
   meaning); asking for others is refused.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batseg.errors import BATsegError
+from batseg.postprocess import POSTPROCESSING_KEY
 from batseg.progress import Progress
 
 FINETUNE_LR = 1e-3
@@ -78,24 +82,15 @@ def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[s
     return replace(options, **changes)
 
 
-def _replay_dataset(manifest: dict[str, Any], replay_dir: Path | None, progress: Progress, replay: bool = True) -> Any:
-    from batseg.training.datasets import read_raw_dataset
-
-    if not replay:
-        progress.log("no replay (--no-replay): training on the given cases alone")
+def inherited_postprocessing(parent: dict[str, Any]) -> dict[str, Any] | None:
+    """The parent's tuned postprocessing, marked as inherited (None if the parent had none)."""
+    chosen = parent.get(POSTPROCESSING_KEY)
+    if not chosen:
         return None
-    if replay_dir is not None:
-        return read_raw_dataset(replay_dir)
-    for source in manifest.get("training", {}).get("data", {}).get("sources", []):
-        if Path(source).is_dir():
-            progress.log(f"replaying the original training data from {source}")
-            return read_raw_dataset(source)
-    progress.log(
-        "WARNING: the original training data is unavailable (pass --replay-data DIR); fine-tuning on the new "
-        "cases alone risks catastrophic forgetting: the model may lose accuracy on the tumour types and "
-        "appearances it learned before"
-    )
-    return None
+    origin = f"inherited from the parent {parent['name']} {parent['version']}"
+    if chosen.get("chosen_on"):
+        origin += f" (chosen on {chosen['chosen_on']})"
+    return {**chosen, "chosen_on": origin + "; rerun batseg tune-postprocess on validation cases"}
 
 
 def finetune(
@@ -106,6 +101,7 @@ def finetune(
     False, e.g. to continue a model on its own, updated training data); returns the new model file."""
     from batseg.model_file import check_classes, sha256_file, verify
     from batseg.training.datasets import merge_for_finetuning, read_raw_dataset
+    from batseg.training.replay import replay_dataset
     from batseg.training.run import check_output, prepare_data, train_prepared
     from batseg.training.workdir import activate
 
@@ -120,7 +116,7 @@ def finetune(
     request.options = _options_from_parent(manifest, request.options, explicit)
     workdir = activate(request.workdir)
     new = read_raw_dataset(request.data)
-    replayed = _replay_dataset(manifest, Path(replay_dir) if replay_dir else None, progress, replay)
+    replayed = replay_dataset(manifest, Path(replay_dir) if replay_dir else None, workdir.root, progress, replay)
     orientation = manifest["input"].get("orientation", {})
     code = orientation.get("code") if isinstance(orientation, dict) else orientation
     merged_name = merge_for_finetuning(new, replayed, workdir.raw, f"{new.folder.name}Finetune", orientation=code)
@@ -142,4 +138,7 @@ def finetune(
         "replay_cases": len(replayed.cases) if replayed else 0,
     }
     request.extra_manifest["name"] = request.name
+    inherited = inherited_postprocessing(manifest)
+    if inherited:
+        request.extra_manifest[POSTPROCESSING_KEY] = inherited
     return train_prepared(request, prepared, progress, initial_weights=str(parent_path))
