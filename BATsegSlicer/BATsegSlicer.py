@@ -26,6 +26,7 @@ from BATsegSlicerLib.jobs import JobState
 from BATsegSlicerLib.lesion_report import TABLE_HEADERS
 from BATsegSlicerLib.logic import BATsegLogic, exported_case_count
 from BATsegSlicerLib.parameter_node import Parameters
+from BATsegSlicerLib.run_summary import status_html
 
 DISCLAIMER = ("Research software. The shipped model is trained on synthetic phantoms only; "
               "it is not a medical device and is not for clinical use.")
@@ -264,9 +265,9 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if entry is None:
             self.ui.modelInfoLabel.text = "No model file found: add one with 'Add model file...'."
         else:
-            self.ui.modelInfoLabel.text = (
-                f"{entry.title} {entry.version}. {entry.postprocessing_summary} {entry.disclaimer}".strip()
-            )
+            parts = (f"{entry.title} {entry.version}.", entry.postprocessing_summary, entry.held_out_summary,
+                     entry.disclaimer)
+            self.ui.modelInfoLabel.text = " ".join(part for part in parts if part)
         self.ui.removeModelButton.enabled = entry is not None and not entry.shipped
 
     def onRemoveModel(self):
@@ -341,7 +342,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.logTextEdit.clear()
         self._logShown = 0
         self.ui.progressBar.setValue(0)
-        self.ui.statusLabel.text = f"{job.title} running..."
+        self.setStatus(f"{job.title} running...")
         self.timer.start()
         self.updateButtons()
 
@@ -379,9 +380,14 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def appendLog(self, text):
         self.ui.logTextEdit.appendPlainText(text)
 
+    def setStatus(self, text, warnings=()):
+        """The status line, with the run's warnings in orange below it (the label is rich text)."""
+        self.ui.statusLabel.text = status_html(text, warnings)
+
     def finishJob(self, job):
         self.showJobProgress()
-        self.ui.statusLabel.text = f"{job.title}: {job.state.value} ({job.total_seconds:.1f} s)"
+        # Warnings of failed runs too: e.g. a GPU out-of-memory fallback before a crash.
+        self.setStatus(f"{job.title}: {job.state.value} ({job.total_seconds:.1f} s)", job.warnings)
         if job.state is JobState.SUCCEEDED:
             self.ui.progressBar.setValue(100)
         elif job.state is JobState.FAILED:
@@ -395,7 +401,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         result = job.result
         parameters = Parameters(self._parameterNode)
         parameters.segmentation = result.segmentation
-        self.showLesions(result.lesions)
+        self.showLesions(result.lesions, result.summary)
         volume = parameters.input_volume
         if result.probability is not None:
             slicer.util.setSliceViewerLayers(background=volume, foreground=result.probability,
@@ -404,7 +410,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.setSliceViewerLayers(background=volume)
         self.updateButtons()
 
-    def showLesions(self, lesions):
+    def showLesions(self, lesions, summary):
         self.lesions = list(lesions)
         table = self.ui.resultsTable
         table.setRowCount(len(self.lesions))
@@ -412,8 +418,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for column, text in enumerate(lesion.row()):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
         table.resizeColumnsToContents()
-        self.ui.resultsSummaryLabel.text = (f"{len(self.lesions)} lesion(s). Click a row to centre the views on it."
-                                            if self.lesions else "No tumour found.")
+        self.ui.resultsSummaryLabel.text = summary
 
     # -- review ---------------------------------------------------------------------------------
     def onLesionClicked(self, row, column):
@@ -446,7 +451,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                   parameters.text("ExportFolder"), parameters.text("Reviewer"))
             self.appendLog(f"Exported {case.case_id} to {case.folder} "
                            f"({exported_case_count(case.folder)} case(s) in the folder).")
-            self.ui.statusLabel.text = f"Exported {case.case_id}"
+            self.setStatus(f"Exported {case.case_id}")
 
     def onFineTune(self):
         if self.job is not None and self.job.running:
@@ -525,9 +530,13 @@ class BATsegSlicerTest(ScriptedLoadableModuleTest):
         widget.updateButtons()
         self.assertIsNone(widget.ui.inputVolumeSelector.currentNode())  # the scene was cleared
         self.assertFalse(widget.ui.applyButton.enabled)  # nothing to segment yet
+        entry = widget.currentModelEntry()
+        if entry is not None:  # the model's measured quality is shown where it is chosen
+            self.assertIn(entry.held_out_summary, widget.ui.modelInfoLabel.text)
 
     def test_segment_and_export(self):
         """Segment a shipped sample with the shipped model through the panel, then export it."""
+        import html
         import tempfile
 
         import SampleData
@@ -555,6 +564,9 @@ class BATsegSlicerTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(segmentation)
         self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 4)
         self.assertEqual(widget.ui.resultsTable.rowCount, len(widget.lesions))
+        self.assertEqual(widget.ui.resultsSummaryLabel.text, widget.job.result.summary)
+        for warning in widget.job.result.warnings:
+            self.assertIn(html.escape(warning), widget.ui.statusLabel.text)
         with tempfile.TemporaryDirectory() as folder:
             widget.ui.exportFolderPathLineEdit.currentPath = folder
             widget.ui.exportButton.click()

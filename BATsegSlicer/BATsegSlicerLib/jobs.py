@@ -8,6 +8,10 @@ a cancelled or failed run therefore leaves the scene as it was.
 Exit statuses (the engine's contract): 0 success; 2 user error, whose one-line message is the
 `error` event or the last `batseg: error: ...` line on stderr; anything else is a crash, shown
 with its exit status and the last line of stderr, the full log being kept in `log`.
+
+Warnings (log events "warning: ...", the result event's "warnings", "batseg: warning: ..." on
+stderr) are also collected once each in `warnings` (see job_warnings.py), so that the panel and
+scripts can show them without reading the log.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from __future__ import annotations
 import time
 import traceback
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from batseg.errors import BATsegError
 
+from BATsegSlicerLib.job_warnings import RunWarnings
 from BATsegSlicerLib.process import ChildProcess, OutputLine
 
 ERROR_PREFIX = "batseg: error: "
@@ -43,7 +48,10 @@ class Job:
         on_success: Callable[["Job"], Any] | None = None,
         on_finished: Callable[["Job"], None] | None = None,
         cleanup: Callable[[], None] | None = None,
+        shown_elsewhere: Iterable[str] = (),
     ) -> None:
+        """`shown_elsewhere`: warning texts the panel always shows (the model's disclaimer),
+        left out of `warnings`."""
         self.title = title
         self.process = process
         self.on_event = on_event
@@ -56,6 +64,7 @@ class Job:
         self.timings: dict[str, float] = {}
         self.progress: tuple[str, int, int] | None = None  # (stage, done, total)
         self.result_event: dict[str, Any] | None = None
+        self._warnings = RunWarnings(shown_elsewhere)
         self.result: Any = None
         self.returncode: int | None = None
         self._error_event: str | None = None
@@ -74,6 +83,11 @@ class Job:
     @property
     def running(self) -> bool:
         return self.state is JobState.RUNNING
+
+    @property
+    def warnings(self) -> list[str]:
+        """The run's warnings so far, each once, in the order first seen."""
+        return list(self._warnings.messages)
 
     def poll(self) -> bool:
         """Consume the queued output; finish the job when the child is done. True while running."""
@@ -121,9 +135,12 @@ class Job:
         elif kind == "progress":
             self.progress = (str(event.get("stage", "")), int(event.get("done", 0)), int(event.get("total", 0)))
         elif kind == "log":
-            self._add_log(str(event.get("message", "")))
+            message = str(event.get("message", ""))
+            self._add_log(message)
+            self._warnings.add_log_message(message)
         elif kind == "result":
             self.result_event = event
+            self._warnings.add_result_event(event)
         elif kind == "error":
             self._error_event = str(event.get("message", "")).strip()
             self._add_log(f"error: {self._error_event}")
@@ -134,6 +151,7 @@ class Job:
         self._add_log(line.text)
         if line.stream == "stderr" and line.text.strip():
             self._last_stderr = line.text.strip()
+            self._warnings.add_stderr_line(line.text)
             if line.text.startswith(ERROR_PREFIX):
                 self._stderr_error = line.text[len(ERROR_PREFIX):].strip()
         if self.on_event is not None:

@@ -8,7 +8,10 @@ Segmentation run (`process` / `startSegmentation`):
    included), a table node with one row per lesion, optionally a tumour-probability volume;
    all placed under the input's study in the subject hierarchy;
 4. the temporary folder is removed in every outcome.
-A cancelled or failed run adds nothing to the scene.
+A cancelled or failed run adds nothing to the scene. The result also carries the run's
+warnings (`Job.warnings`, without the model's disclaimer, which the panel always shows), the
+minimum lesion volume applied and the case's overall type, so scripts and tests see what the
+panel shows.
 
 Fine-tuning (`startFineTuning`) runs `python -m batseg train --finetune-from ...` on an export
 folder (see export.py) and adds the new model file to the user models folder.
@@ -27,6 +30,7 @@ import slicer
 import vtk
 
 from batseg.errors import BATsegError
+from batseg.postprocess import recommended_min_volume
 
 from BATsegSlicerLib import commands
 from BATsegSlicerLib.ai_output import remember_ai_output
@@ -34,10 +38,11 @@ from BATsegSlicerLib.commands import PredictOptions
 from BATsegSlicerLib.export import ExportedCase, export_case
 from BATsegSlicerLib.jobs import Job, JobState
 from BATsegSlicerLib.lesion_report import Lesion, fill_table_node, lesions_from_report, read_report
-from BATsegSlicerLib.models import ModelEntry, ModelLibrary, read_manifest, verify
+from BATsegSlicerLib.models import ModelEntry, ModelLibrary, model_disclaimer, read_manifest, verify
 from BATsegSlicerLib.parameter_node import Parameters, parameter_node
 from BATsegSlicerLib.probability import create_probability_volume, tumour_probability
 from BATsegSlicerLib.process import ChildProcess
+from BATsegSlicerLib.run_summary import NO_TYPE, results_summary
 from BATsegSlicerLib.segmentation import create_tumour_segmentation, place_beside, show_in_3d
 from BATsegSlicerLib.storage import read_array_on_grid, write_volume
 
@@ -58,6 +63,19 @@ class SegmentationResult:
     probability: "slicer.vtkMRMLScalarVolumeNode | None"
     lesions: list[Lesion] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # the run's warnings, each once
+    min_volume_mm3: float | None = None  # smallest lesion kept; None: postprocessing was off
+
+    @property
+    def overall_type_name(self) -> str:
+        """The case's type with the largest tumour volume ('' when there is no tumour)."""
+        name = str(self.report.get("overall_type_name") or "")
+        return "" if name.strip().lower() == NO_TYPE else name
+
+    @property
+    def summary(self) -> str:
+        """The results line the panel shows (see run_summary.results_summary)."""
+        return results_summary(len(self.lesions), self.overall_type_name, self.min_volume_mm3)
 
 
 class BATsegLogic(_LogicBase):
@@ -123,13 +141,15 @@ class BATsegLogic(_LogicBase):
             raise
         job = Job(
             "BATseg segmentation", process, on_event=onEvent,
-            on_success=lambda finished: self._load_segmentation(inputVolume, output_dir, manifest, options),
+            on_success=lambda finished: self._load_segmentation(inputVolume, output_dir, manifest, options,
+                                                                finished.warnings),
             on_finished=onFinished, cleanup=lambda: shutil.rmtree(workdir, ignore_errors=True),
+            shown_elsewhere=[model_disclaimer(manifest)],  # printed by the engine on every run
         )
         return job.start()
 
     def _load_segmentation(self, volume, output_dir: str, manifest: dict[str, Any],
-                           options: PredictOptions) -> SegmentationResult:
+                           options: PredictOptions, warnings: list[str]) -> SegmentationResult:
         """Read the child's outputs (all checks first) and only then add nodes to the scene."""
         labels = read_array_on_grid(os.path.join(output_dir, CASE + ".nii.gz"), volume)
         report = read_report(os.path.join(output_dir, CASE + ".report.json"))
@@ -153,7 +173,9 @@ class BATsegLogic(_LogicBase):
         for node in nodes:
             place_beside(node, volume)
         show_in_3d(segmentation)
-        return SegmentationResult(segmentation, table, probability_node, lesions, report)
+        # The engine applies the model's minimum volume: the module never passes --min-volume.
+        min_volume = recommended_min_volume(manifest) if options.postprocess else None
+        return SegmentationResult(segmentation, table, probability_node, lesions, report, list(warnings), min_volume)
 
     # -- review ----------------------------------------------------------------------------
     def jumpToLesion(self, lesion: Lesion, volumeNode=None) -> tuple[float, float, float]:

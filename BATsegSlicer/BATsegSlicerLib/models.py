@@ -10,6 +10,10 @@ user models are copied into the engine's user models folder (`batseg.models.user
 $BATSEG_MODELS_DIR, else ~/.batseg/models; a given folder headless), shared with the CLI. Adding copies through a temporary name and a rename, never replaces
 an existing file, and returns the existing entry when a model with the same weights checksum
 is already listed (no duplicates).
+
+The panel's model description also says how well the model did on held-out data
+(manifest["metrics"]["held_out_phantoms"], written when the model was evaluated), so its
+measured weakness is in view where it is chosen, not only in the model card.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from batseg.errors import BATsegError, ModelFileError
+from batseg.model_file import DISCLAIMER as DEFAULT_DISCLAIMER
 from batseg.model_file import MODEL_SUFFIX, check_classes
 from batseg.models import list_models, user_models_dir
 from batseg.postprocess import POSTPROCESSING_KEY, recommended_min_volume
@@ -31,6 +36,13 @@ from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber
 
 SHIPPED_MODELS_DIR = os.path.join(MODULE_DIR, "Resources", "Models")
+
+HELD_OUT_KEY = "held_out_phantoms"  # manifest["metrics"][HELD_OUT_KEY], see batseg evaluate
+HELD_OUT_FIGURES = (  # (metrics key, what the panel calls it); fractions 0-1
+    ("mean_dice", "mean Dice"),
+    ("detection_tpr", "lesion detection"),
+    ("type_accuracy", "type accuracy"),
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,37 @@ class ModelEntry:
         tuned = "min_volume_mm3" in (self.manifest.get(POSTPROCESSING_KEY) or {})
         origin = "chosen on validation data" if tuned else "default"
         return f"Lesions under {recommended_min_volume(self.manifest):g} mm3 are dropped ({origin})."
+
+    @property
+    def held_out_summary(self) -> str:
+        """One line on the model's measured quality on held-out phantoms ('' if never measured)."""
+        return held_out_summary(self.manifest)
+
+
+def held_out_summary(manifest: dict[str, Any]) -> str:
+    """E.g. "On 40 held-out phantoms: mean Dice 23.0 %, lesion detection 63.6 %, type accuracy
+    39.3 %." from manifest["metrics"]["held_out_phantoms"]; '' when there are no such figures."""
+    metrics = manifest.get("metrics")
+    held_out = metrics.get(HELD_OUT_KEY) if isinstance(metrics, dict) else None
+    if not isinstance(held_out, dict):
+        return ""
+    figures = [f"{name} {100.0 * held_out[key]:.1f} %" for key, name in HELD_OUT_FIGURES
+               if _is_number(held_out.get(key))]
+    if not figures:
+        return ""
+    cases = held_out.get("n_cases")
+    where = f"On {int(cases)} held-out phantoms" if _is_number(cases) else "On held-out phantoms"
+    return f"{where}: {', '.join(figures)}."
+
+
+def _is_number(value: Any) -> bool:
+    """A real figure (bool is an int in Python, but never a metric; NaN means not measured)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def model_disclaimer(manifest: dict[str, Any]) -> str:
+    """The disclaimer the engine prints for this model (its own, else the engine's default)."""
+    return str(manifest.get("disclaimer") or DEFAULT_DISCLAIMER)
 
 
 def read_manifest(path: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The model list: shipped + user-added files, validated by the engine's manifest and checksum checks.
 
 Model files here are tiny archives with a minimal manifest (no network weights): the list,
-adding, duplicate detection, tampering and removal are what is tested, not inference.
+adding, duplicate detection, tampering and removal are what is tested, not inference, and the
+model description the panel shows (minimum volume, held-out figures).
 """
 
 from __future__ import annotations
@@ -101,6 +102,38 @@ def test_panel_text_says_which_minimum_volume_apply_uses(library):
     assert entry.postprocessing_summary == "Lesions under 20 mm3 are dropped (default)."
     tuned = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 50.0}}, shipped=True)
     assert tuned.postprocessing_summary == "Lesions under 50 mm3 are dropped (chosen on validation data)."
+
+
+HELD_OUT = {"n_cases": 40, "mean_dice": 0.23001275, "detection_tpr": 0.63636364, "type_accuracy": 0.39285714,
+            "per_class": {}}
+
+
+def test_panel_text_gives_the_held_out_figures_or_nothing(library):
+    from BATsegSlicerLib.models import ModelEntry
+
+    entry = library.entries()[0][0]
+    assert entry.held_out_summary == ""  # the test model has no metrics
+
+    def summary(metrics) -> str:
+        return ModelEntry(entry.path, {**entry.manifest, "metrics": metrics}, shipped=True).held_out_summary
+
+    assert summary({"held_out_phantoms": HELD_OUT}) == (
+        "On 40 held-out phantoms: mean Dice 23.0 %, lesion detection 63.6 %, type accuracy 39.3 %.")
+    assert summary({"held_out_phantoms": {"mean_dice": 0.5, "type_accuracy": "n/a", "detection_tpr": True}}) == (
+        "On held-out phantoms: mean Dice 50.0 %.")
+    for no_figures in ({}, {"validation": {"mean_dice": 0.9}}, {"held_out_phantoms": "not evaluated"},
+                       {"held_out_phantoms": {"n_cases": 3}}, "broken"):
+        assert summary(no_figures) == ""
+
+
+def test_shipped_models_state_their_held_out_figures(tmp_path):
+    from BATsegSlicerLib.models import SHIPPED_MODELS_DIR
+
+    shipped = [e for e in ModelLibrary(str(tmp_path / "user"), SHIPPED_MODELS_DIR).entries()[0] if e.shipped]
+    if not shipped:
+        pytest.skip("no shipped model in BATsegSlicer/Resources/Models")
+    for entry in shipped:  # the panel must show the measured weakness of what it ships
+        assert entry.held_out_summary.startswith("On ") and "mean Dice" in entry.held_out_summary, entry.path
 
 
 def test_slicer_and_the_cli_share_the_user_models_folder(tmp_path, monkeypatch):

@@ -1,10 +1,12 @@
 """The child-process runner and the Logic's run path, with a stand-in engine (fake_engine.py).
 
-Checks: BATSEG events are parsed (stages with timings, progress, log, result); cancelling
+Checks: BATSEG events are parsed (stages with timings, progress, log, result, warnings); cancelling
 mid-run kills the whole process tree (child and grandchild) and leaves the scene and the disk
 as they were; exit status 2 gives the engine's one-line error, a crash its status and last
 stderr line, both with the full log; a successful run loads the outputs into the scene (four
-segments, lesion table, probability overlay) and refuses outputs that are not on the input grid.
+segments, lesion table, probability overlay) and refuses outputs that are not on the input grid;
+its result carries the run's warnings once each (not the disclaimer the panel always shows) and
+the results line the panel shows, which names the minimum volume applied when nothing is found.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def test_events_are_parsed():
     assert job.result_event["outputs"] == {"labels": "x.nii.gz"}
     assert "a plain log line" in job.log and "hello from the engine" in job.log
     assert "load: 0.25 s" in job.log
+    # stdout and stderr are read on two threads: their relative order is not defined.
+    assert sorted(job.warnings) == ["fine-tuning writes its warnings in capitals",
+                                    "outside json mode a warning is a stderr line"]
     assert seen.count("progress") == 3 and seen.count("stage") == 2 and "text" in seen
     assert job.total_seconds is not None and job.total_seconds > 0
 
@@ -143,6 +148,42 @@ def test_successful_run_loads_segments_table_and_probabilities(mrml, t2_volume, 
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml.scene)
     for node in (result.segmentation, result.table, result.probability):
         assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study, node.GetName()
+
+
+def test_result_carries_each_warning_once_without_the_disclaimer(mrml, t2_volume, fake_python, tmp_path,
+                                                                 monkeypatch):
+    from batseg.model_file import DISCLAIMER
+    from fake_engine import GPU_WARNING, ORIENTATION_WARNING
+
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "warnings")
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    # Logged as "input: ..." and repeated in the result event: once, without the temporary stem.
+    assert job.result.warnings == job.warnings == [GPU_WARNING, ORIENTATION_WARNING]
+    assert f"warning: {DISCLAIMER}" in job.log  # the log keeps everything
+    assert job.result.overall_type_name == "Ependymoma"
+    assert job.result.summary == ("1 lesion(s). Overall type (largest tumour volume): Ependymoma. "
+                                  "Click a row to centre the views on it.")
+
+
+def test_empty_result_names_the_minimum_volume_applied(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "empty")
+    monkeypatch.setattr(logic_module, "read_manifest",
+                        lambda path: {"name": "fake", "postprocessing": {"min_volume_mm3": 1000.0}})
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    result = job.result
+    assert result.lesions == [] and result.overall_type_name == "" and result.warnings == []
+    assert result.min_volume_mm3 == 1000.0
+    assert result.summary == ("The model reported no lesion of at least 1000 mm3. "
+                              "This model can miss lesions: review the image.")
+    # Without postprocessing no lesion is removed, so no minimum volume is claimed.
+    job = logic.process(t2_volume, "model.batseg", PredictOptions(postprocess=False), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    assert job.result.min_volume_mm3 is None
+    assert job.result.summary.startswith("The model reported no lesion. ")
 
 
 def test_output_on_another_grid_is_refused_and_nothing_is_added(mrml, t2_volume, fake_python, tmp_path, monkeypatch):

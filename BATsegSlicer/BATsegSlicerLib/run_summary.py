@@ -1,0 +1,49 @@
+"""What the panel says after a run: the results line and the status line with the run's warnings.
+
+The texts are built here (no qt) so that they are tested headless; the Widget only puts them
+on its labels.
+
+Decisions:
+- An empty result never says "no tumour": the model only reports lesions of at least the
+  minimum volume, and the shipped model misses lesions (see its held-out figures), so the text
+  names the minimum volume actually applied and asks the user to review the image.
+- The case's overall type (the type with the largest tumour volume, `overall_type_name` of the
+  engine's report) is named when there is a lesion; lesions can differ, the table lists each.
+- Warnings are shown in orange, one per line, under the status: before, they reached only the
+  collapsed log, and they change how far the result can be trusted (a reoriented image, a
+  fallback to the CPU). The status label is rich text, so every text is HTML-escaped here.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Iterable
+
+WARNING_COLOUR = "#d96c00"  # orange, readable on Slicer's light and dark themes
+NO_TYPE = "none"  # the report's overall type when there is no tumour
+
+
+def results_summary(lesion_count: int, overall_type: str = "", min_volume_mm3: float | None = None) -> str:
+    """The line above the results table. `min_volume_mm3`: the minimum lesion volume applied
+    (None when postprocessing, and so small-lesion removal, was off)."""
+    if lesion_count <= 0:
+        return no_lesion_text(min_volume_mm3)
+    text = f"{lesion_count} lesion(s)."
+    if overall_type and overall_type.strip().lower() != NO_TYPE:
+        text += f" Overall type (largest tumour volume): {overall_type}."
+    return text + " Click a row to centre the views on it."
+
+
+def no_lesion_text(min_volume_mm3: float | None) -> str:
+    """Said when the model reported nothing: what was looked for, and that it can miss lesions."""
+    looked_for = "no lesion" if min_volume_mm3 is None else f"no lesion of at least {min_volume_mm3:g} mm3"
+    return f"The model reported {looked_for}. This model can miss lesions: review the image."
+
+
+def status_html(status: str, warnings: Iterable[str] = ()) -> str:
+    """The status label's rich text: the status, then each warning on its own line in orange."""
+    text = html.escape(status)
+    lines = [f"Warning: {html.escape(warning)}" for warning in warnings]
+    if lines:
+        text += f'<br><span style="color:{WARNING_COLOUR}">' + "<br>".join(lines) + "</span>"
+    return text
