@@ -201,7 +201,6 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters = Parameters(self._parameterNode)
         parameters.input_volume = self.ui.inputVolumeSelector.currentNode()
         parameters.segmentation = self.ui.segmentationSelector.currentNode()
-        parameters.set_text("Model", self.currentModelPath())
         parameters.set_text("Device", DEVICES[max(0, self.ui.deviceComboBox.currentIndex)])
         parameters.set_flag("TTA", self.ui.ttaCheckBox.checked)
         parameters.set_flag("Postprocess", self.ui.postprocessCheckBox.checked)
@@ -210,6 +209,9 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters.set_text("ExportFolder", self.ui.exportFolderPathLineEdit.currentPath)
         parameters.set_text("Reviewer", self.ui.reviewerLineEdit.text)
         parameters.epochs = self.ui.epochsSpinBox.value
+        # Last: a newly chosen model brings its own recommended options over the checkboxes.
+        entry = self.currentModelEntry()
+        parameters.select_model(self.currentModelPath(), entry.manifest if entry is not None else {})
         self._parameterNode.EndModify(wasModified)
 
     def updateButtons(self):

@@ -12,8 +12,8 @@ import SimpleITK as sitk
 from batseg.cli import main
 from batseg.errors import BATsegError
 from batseg.model_file import read_manifest, sha256_file
-from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, recommended_min_volume
-from batseg.postprocess_tuning import detection_f1, tune_min_volume, validation_pairs
+from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, recommended_min_volume, recommended_one_type_per_lesion
+from batseg.postprocess_tuning import detection_f1, tune_postprocessing, validation_pairs
 from inference_helpers import light_model
 
 
@@ -52,19 +52,38 @@ def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp
     pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth, "b_0000": truth}))
     assert sorted(case.name for case, _ in pairs) == ["a", "b_0000"]
 
-    def predict_raw(image: sitk.Image) -> sitk.Image:
+    def predict_raw(image: sitk.Image) -> tuple[sitk.Image, None]:
         raw = truth.copy()
         raw[9:10, 18:21, 18:21] = 2  # a 9 mm3 speck far from the lesion: a false positive
-        return _image(raw)
+        return _image(raw), None
 
-    tuning = tune_min_volume(predict_raw, pairs, (0.0, 5.0, 10.0, 50.0, 200.0))
-    by_volume = {c.min_volume_mm3: c for c in tuning.candidates}
+    tuning = tune_postprocessing(predict_raw, pairs, (0.0, 5.0, 10.0, 50.0, 200.0))
+    by_volume = {c.min_volume_mm3: c for c in tuning.candidates if not c.one_type_per_lesion}
     assert tuning.cases == 2
     assert by_volume[0.0].false_positive_rate == pytest.approx(0.5)
     assert by_volume[10.0].false_positive_rate == 0.0 and by_volume[10.0].true_positive_rate == 1.0
     assert by_volume[200.0].true_positive_rate == 0.0  # the 125 mm3 lesion is gone too
     assert by_volume[10.0].score == pytest.approx(by_volume[50.0].score)  # tie: the smaller volume wins
-    assert tuning.chosen.min_volume_mm3 == 10.0
+    assert (tuning.chosen.min_volume_mm3, tuning.chosen.one_type_per_lesion) == (10.0, False)  # one type: a tie
+
+
+def test_one_type_per_lesion_is_chosen_when_the_model_splits_lesions(tmp_path: Path) -> None:
+    truth = _lesion_case()
+    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth}))
+
+    def predict_raw(image: sitk.Image) -> tuple[sitk.Image, np.ndarray]:
+        raw = truth.copy()
+        raw[2:7, 3:8, 7] = 3  # one slab of the ependymoma typed astrocytoma
+        probabilities = np.zeros((5, *raw.shape), dtype=np.float32)
+        probabilities[0][raw == 0] = 1.0
+        probabilities[2][raw > 0], probabilities[3][raw > 0] = 0.6, 0.4
+        return _image(raw), probabilities
+
+    tuning = tune_postprocessing(predict_raw, pairs, (0.0, 20.0))
+    split, whole = (next(c for c in tuning.candidates if c.min_volume_mm3 == 0.0 and c.one_type_per_lesion is one)
+                    for one in (False, True))
+    assert whole.mean_dice == pytest.approx(1.0) and split.mean_dice < whole.mean_dice
+    assert (tuning.chosen.min_volume_mm3, tuning.chosen.one_type_per_lesion) == (0.0, True)
 
 
 def test_a_folder_without_labels_is_refused(tmp_path: Path) -> None:
@@ -84,6 +103,7 @@ def test_command_writes_a_tuned_copy_and_leaves_the_model_alone(tmp_path: Path, 
     chosen = json.loads(table.read_text())["postprocessing"]["min_volume_mm3"]
     assert chosen in (0.0, 20.0)
     assert recommended_min_volume(read_manifest(tuned)) == chosen
+    assert recommended_one_type_per_lesion(read_manifest(tuned)) == json.loads(table.read_text())["postprocessing"]["one_type_per_lesion"]
     assert sha256_file(model) == before  # the given model file is never modified
     assert recommended_min_volume(read_manifest(model)) == DEFAULT_MIN_VOLUME_MM3
     assert main(["tune-postprocess", "--model", str(model), "--data", str(data), "--output", str(model),
@@ -105,3 +125,25 @@ def test_predict_uses_the_models_volume_unless_told_otherwise(tmp_path: Path) ->
                      "--progress", "quiet", *extra]) == 0
         counts[name] = int(np.count_nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "scan.nii.gz")))))
     assert counts["default"] == 0 < counts["override"]
+
+
+def test_predict_uses_the_models_one_type_choice_unless_told_otherwise(tmp_path: Path) -> None:
+    """A model recommending one type per lesion gets it by default; --no-one-type-per-lesion turns it off."""
+    from batseg.lesions import class_counts_per_lesion, label_lesions
+    from batseg.model_file import with_manifest_updates
+    from inference_helpers import sagittal_image
+
+    typed = with_manifest_updates(light_model(), {"postprocessing": {"min_volume_mm3": 0.0, "one_type_per_lesion": True}},
+                                  tmp_path / "typed.batseg")
+    source = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(sagittal_image(), str(source))
+    mixed = {}
+    for name, extra in (("default", []), ("off", ["--no-one-type-per-lesion"])):
+        out = tmp_path / name
+        assert main(["predict", "-i", str(source), "-o", str(out), "--model", str(typed), "--device", "cpu",
+                     "--progress", "quiet", *extra]) == 0
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "scan.nii.gz")))
+        lesions, count = label_lesions(labels > 0)
+        counts = class_counts_per_lesion(labels, lesions, count)
+        mixed[name] = int(np.sum(np.count_nonzero(counts, axis=1) > 1))
+    assert mixed["default"] == 0 < mixed["off"]  # the random-weights model splits lesions between types

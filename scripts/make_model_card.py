@@ -151,18 +151,24 @@ def tuning_section(work: Path, name: str) -> str:
     if not table_file.is_file():
         return "Default postprocessing (minimum lesion volume 20 mm3); no validation tuning was run."
     table = load_json(table_file)
-    chosen = table["postprocessing"]["min_volume_mm3"]
-    rows = ["| min volume mm3 | mean Dice % | detection F1 % | FP detection rate % | healthy with a lesion | score |",
-            "|---|---|---|---|---|---|"]
+    chosen = table["postprocessing"]
+    chosen_key = (chosen["min_volume_mm3"], bool(chosen.get("one_type_per_lesion", False)))
+    rows = ["| min volume mm3 | one type per lesion | mean Dice % | detection F1 % | FP detection rate % "
+            "| healthy with a lesion | score |",
+            "|---|---|---|---|---|---|---|"]
     for c in table["candidates"]:
-        mark = " (chosen)" if c["min_volume_mm3"] == chosen else ""
-        rows.append(f"| {c['min_volume_mm3']:g}{mark} | {pct(c['mean_dice'])} | {pct(c['detection_f1'])} | "
-                    f"{pct(c['false_positive_rate'])} | {c['healthy_with_lesion']} | {c['score']:.3f} |")
+        one_type = bool(c.get("one_type_per_lesion", False))
+        mark = " (chosen)" if (c["min_volume_mm3"], one_type) == chosen_key else ""
+        rows.append(f"| {c['min_volume_mm3']:g}{mark} | {'yes' if one_type else 'no'} | {pct(c['mean_dice'])} | "
+                    f"{pct(c['detection_f1'])} | {pct(c['false_positive_rate'])} | {c['healthy_with_lesion']} | "
+                    f"{c['score']:.3f} |")
+    one_type_text = "on" if chosen_key[1] else "off"
     return (
-        f"Minimum lesion volume **{chosen:g} mm3**, chosen by `batseg tune-postprocess` on {table['cases']} "
-        "validation phantoms (`batseg phantom -n 20 --seed 11`, neither training nor test cases) and recorded "
-        "in the manifest, so `batseg predict` and the Slicer module use it by default (holes are filled per "
-        "class first). Criterion: mean of the mean Dice over classes and the lesion detection F1.\n\n"
+        f"Minimum lesion volume **{chosen_key[0]:g} mm3** and one tumour type per lesion **{one_type_text}**, "
+        f"chosen by `batseg tune-postprocess` on {table['cases']} validation phantoms (`batseg phantom -n 20 "
+        "--seed 11`, neither training nor test cases) and recorded in the manifest, so `batseg predict` and the "
+        "Slicer module use them by default (holes are filled per class first). Criterion: mean of the mean Dice "
+        "over classes and the lesion detection F1.\n\n"
         + "\n".join(rows)
     )
 

@@ -44,8 +44,8 @@ def build_predict_command(python: str, input_path: str, output_dir: str, model_p
         command.append("--tta")
     if not options.postprocess:
         command.append("--no-postprocess")
-    if options.one_type_per_lesion:
-        command.append("--one-type-per-lesion")
+    # Always explicit: the checkbox is the truth (it starts from the model's recommendation).
+    command.append("--one-type-per-lesion" if options.one_type_per_lesion else "--no-one-type-per-lesion")
     if options.save_probabilities:
         command.append("--save-probabilities")
     return command

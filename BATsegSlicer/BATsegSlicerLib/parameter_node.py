@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import slicer
 
+from batseg.postprocess import recommended_one_type_per_lesion
+
 from BATsegSlicerLib.commands import DEVICES, PredictOptions
 
 MODULE_NAME = "BATsegSlicer"
@@ -91,6 +93,15 @@ class Parameters:
     @epochs.setter
     def epochs(self, value: int) -> None:
         self.node.SetParameter("FineTuneEpochs", str(int(value)))
+
+    def select_model(self, path: str, manifest: dict) -> None:
+        """Make `path` the model; when it changes, the options its validation data chose
+        (one type per lesion, `batseg tune-postprocess`) become the panel's, which the user can
+        still change for this model."""
+        if path == self.text("Model"):
+            return
+        self.set_text("Model", path)
+        self.set_flag("OneTypePerLesion", recommended_one_type_per_lesion(manifest))
 
     def predict_options(self) -> PredictOptions:
         """The run options as the Logic takes them."""

@@ -55,6 +55,11 @@ def recommended_min_volume(manifest: dict) -> float:
     return DEFAULT_MIN_VOLUME_MM3 if value is None else float(value)
 
 
+def recommended_one_type_per_lesion(manifest: dict) -> bool:
+    """Whether a model file recommends one tumour type per lesion (chosen on validation data); else off."""
+    return bool((manifest.get(POSTPROCESSING_KEY) or {}).get("one_type_per_lesion", False))
+
+
 def postprocess(
     labels: np.ndarray,
     spacing: Sequence[float],

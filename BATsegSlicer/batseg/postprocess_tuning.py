@@ -1,21 +1,26 @@
-"""Choosing a model's minimum lesion volume on validation cases (`batseg tune-postprocess`).
+"""Choosing a model's postprocessing on validation cases (`batseg tune-postprocess`).
 
 The minimum volume below which postprocessing drops a lesion trades missed small lesions
-against false alarms, and where the balance lies depends on the model. This module picks it
-on labelled validation cases (never the test cases) and the choice is stored in the model
-file's manifest ("postprocessing"), where `batseg predict` and the Slicer module read it.
+against false alarms, and whether each lesion should get a single tumour type depends on how
+often the model splits one lesion between types; where the balance lies depends on the model.
+This module picks both on labelled validation cases (never the test cases) and the choice is
+stored in the model file's manifest ("postprocessing"), where `batseg predict` and the Slicer
+module read it.
 
 Decisions:
-- Each case is predicted once, without postprocessing, on its own grid; every candidate is
+- Each case is predicted once, without postprocessing, on its own grid (labels and class
+  probabilities); every candidate (a minimum volume, with and without one type per lesion) is
   then applied to that raw label map exactly as `batseg predict` applies it (hole filling per
-  class, then removal of smaller lesions, in mm3) and scored with `batseg.metrics`.
+  class, removal of smaller lesions in mm3, then the type decision) and scored with
+  `batseg.metrics`.
 - Criterion: the mean of two figures, mean Dice over the tumour classes present and lesion
   detection F1 (recall: Lemay's true positive detection rate; precision: one minus the false
   positive detection rate; false lesions on healthy cases count). Dice alone hardly moves with
   the threshold, since small components carry few voxels; F1 alone ignores how well lesions are
   outlined. A figure that cannot be computed counts as 0.
 - Ties (scores within 1e-6) go to the smaller volume: a small true nodule lost costs more
-  than a speck kept, and a radiologist deletes a speck in seconds.
+  than a speck kept, and a radiologist deletes a speck in seconds; then to leaving the types
+  as predicted (the simpler output).
 - Candidates: 0 (keep every lesion) to 1000 mm3 (1 cm3), on a roughly logarithmic scale that
   includes the engine's default (20 mm3) and Lemay et al.'s 200 mm3.
 """
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import SimpleITK as sitk
 
 from batseg.errors import BATsegError
@@ -34,15 +40,20 @@ from batseg.io import Case, find_cases, read_image
 from batseg.metrics import aggregate, evaluate_case
 from batseg.postprocess import POSTPROCESSING_KEY, postprocess
 
+# A raw prediction on the case's grid: the label map and the class probabilities (or None).
+RawPrediction = tuple[sitk.Image, "np.ndarray | None"]
+
 CANDIDATES_MM3: tuple[float, ...] = (0.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+ONE_TYPE_OPTIONS: tuple[bool, ...] = (False, True)
 TIE_TOLERANCE = 1e-6
 
 
 @dataclass
 class Candidate:
-    """One minimum volume and its figures on the validation cases."""
+    """One postprocessing setting and its figures on the validation cases."""
 
     min_volume_mm3: float
+    one_type_per_lesion: bool
     mean_dice: float | None
     detection_f1: float | None
     false_positive_rate: float | None
@@ -61,7 +72,8 @@ class Tuning:
     @property
     def chosen(self) -> Candidate:
         best = max(c.score for c in self.candidates)
-        return min((c for c in self.candidates if c.score >= best - TIE_TOLERANCE), key=lambda c: c.min_volume_mm3)
+        tied = (c for c in self.candidates if c.score >= best - TIE_TOLERANCE)
+        return min(tied, key=lambda c: (c.min_volume_mm3, c.one_type_per_lesion))
 
 
 def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
@@ -91,13 +103,14 @@ def detection_f1(detection: dict[str, Any]) -> float | None:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def score_candidate(min_volume: float, case_results: list[dict[str, Any]]) -> Candidate:
+def score_candidate(setting: tuple[float, bool], case_results: list[dict[str, Any]]) -> Candidate:
     """The figures and the criterion (module docstring) of one candidate."""
     summary = aggregate(case_results)
     dice = summary["mean_over_classes"]["dice"]
     f1 = detection_f1(summary["detection"])
     return Candidate(
-        min_volume_mm3=min_volume,
+        min_volume_mm3=setting[0],
+        one_type_per_lesion=setting[1],
         mean_dice=dice,
         detection_f1=f1,
         false_positive_rate=summary["detection"]["false_positive_detection_rate"],
@@ -107,30 +120,34 @@ def score_candidate(min_volume: float, case_results: list[dict[str, Any]]) -> Ca
     )
 
 
-def tune_min_volume(
-    predict_raw: Callable[[sitk.Image], sitk.Image],
+def tune_postprocessing(
+    predict_raw: Callable[[sitk.Image], RawPrediction],
     pairs: Sequence[tuple[Case, Path]],
     candidates: Sequence[float] = CANDIDATES_MM3,
     on_case: Callable[[int, int], None] | None = None,
+    one_type_options: Sequence[bool] = ONE_TYPE_OPTIONS,
 ) -> Tuning:
-    """Score every candidate on every case; `predict_raw` gives a label map without postprocessing."""
+    """Score every (minimum volume, one type per lesion) setting on every case; `predict_raw`
+    gives a label map without postprocessing and the class probabilities."""
     if not candidates or min(candidates) < 0:
         raise BATsegError("minimum volume candidates must be zero or positive (mm3)")
-    results: dict[float, list[dict[str, Any]]] = {float(v): [] for v in candidates}
+    settings = [(float(v), bool(one)) for one in one_type_options for v in candidates]
+    results: dict[tuple[float, bool], list[dict[str, Any]]] = {setting: [] for setting in settings}
     for index, (case, label_path) in enumerate(pairs, start=1):
         # `batseg evaluate`'s own reading and grid check, so both score the same label maps.
         truth, gt = read_label_file(label_path)
-        predicted = predict_raw(read_image(case))
+        predicted, probabilities = predict_raw(read_image(case))
         check_same_geometry(predicted, truth, case.name)
         raw = sitk.GetArrayFromImage(predicted)
         spacing = tuple(reversed(truth.GetSpacing()))
-        for volume in results:
-            cleaned = postprocess(raw, spacing, fill_holes=True, min_volume_mm3=volume)
-            results[volume].append(evaluate_case(cleaned, gt, spacing))
+        for volume, one_type in results:
+            cleaned = postprocess(raw, spacing, probabilities=probabilities, fill_holes=True, min_volume_mm3=volume,
+                                  one_type_per_lesion=one_type)
+            results[(volume, one_type)].append(evaluate_case(cleaned, gt, spacing))
         if on_case is not None:
             on_case(index, len(pairs))
     tuning = Tuning(cases=len(pairs))
-    tuning.candidates = [score_candidate(volume, case_results) for volume, case_results in results.items()]
+    tuning.candidates = [score_candidate(setting, case_results) for setting, case_results in results.items()]
     return tuning
 
 
@@ -141,6 +158,7 @@ def manifest_entry(tuning: Tuning, data: str | Path) -> dict[str, Any]:
         POSTPROCESSING_KEY: {
             "fill_holes": True,
             "min_volume_mm3": chosen.min_volume_mm3,
+            "one_type_per_lesion": chosen.one_type_per_lesion,
             "chosen_on": f"{tuning.cases} validation cases of {Path(data).name} by batseg tune-postprocess",
             "criterion": "mean of (mean Dice over tumour classes, lesion detection F1)",
             "score": round(chosen.score, 4),
@@ -155,13 +173,13 @@ def format_table(tuning: Tuning) -> str:
 
     chosen = tuning.chosen
     lines = [
-        f"minimum lesion volume on {tuning.cases} validation cases (synthetic or real, as given; not for clinical use)",
-        f"{'min mm3':>8}{'Dice %':>8}{'F1 %':>7}{'TPR %':>7}{'FPR %':>7}{'healthy+':>9}{'score':>8}",
+        f"postprocessing on {tuning.cases} validation cases (synthetic or real, as given; not for clinical use)",
+        f"{'min mm3':>8}{'1 type':>7}{'Dice %':>8}{'F1 %':>7}{'TPR %':>7}{'FPR %':>7}{'healthy+':>9}{'score':>8}",
     ]
     for c in tuning.candidates:
         mark = "  <- chosen" if c is chosen else ""
         lines.append(
-            f"{c.min_volume_mm3:>8g}{pct(c.mean_dice):>8}{pct(c.detection_f1):>7}{pct(c.true_positive_rate):>7}"
+            f"{c.min_volume_mm3:>8g}{'yes' if c.one_type_per_lesion else 'no':>7}{pct(c.mean_dice):>8}{pct(c.detection_f1):>7}{pct(c.true_positive_rate):>7}"
             f"{pct(c.false_positive_rate):>7}{c.healthy_with_lesion:>9}{c.score:>8.3f}{mark}"
         )
     return "\n".join(lines)

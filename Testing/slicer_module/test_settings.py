@@ -39,8 +39,8 @@ def test_predict_and_train_command_lines_follow_the_engine_contract():
     assert commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", options) == [
         "py", "-m", "batseg", "predict", "-i", "in.nii.gz", "-o", "out", "--model", "m.batseg", "--device", "cpu",
         "--progress", "json", "--tta", "--no-postprocess", "--one-type-per-lesion", "--save-probabilities"]
-    assert commands.build_predict_command("py", "i", "o", "m", PredictOptions())[-4:] == [
-        "--device", "auto", "--progress", "json"]
+    assert commands.build_predict_command("py", "i", "o", "m", PredictOptions())[-5:] == [
+        "--device", "auto", "--progress", "json", "--no-one-type-per-lesion"]
     assert commands.build_train_command("py", "m.batseg", "data", "new.batseg", epochs=5) == [
         "py", "-m", "batseg", "train", "--finetune-from", "m.batseg", "--data", "data", "--output", "new.batseg",
         "--progress", "json", "--device", "auto", "--epochs", "5"]
@@ -61,6 +61,8 @@ def test_command_lines_are_accepted_by_the_engines_own_parser():
     assert (predict.command, predict.output, predict.model, predict.device, predict.progress) == (
         "predict", "out", "m.batseg", "cuda", "json")
     assert predict.tta and predict.no_postprocess and predict.one_type_per_lesion and predict.save_probabilities
+    plain = parser.parse_args(commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", PredictOptions())[3:])
+    assert plain.one_type_per_lesion is False  # explicit, so the model's own choice does not override the panel
     train = parser.parse_args(commands.build_train_command("py", "m.batseg", "data", "new.batseg", 3, "cpu")[3:])
     assert (train.command, str(train.finetune_from), str(train.data), str(train.output), train.epochs,
             train.device, train.progress) == ("train", "m.batseg", "data", "new.batseg", 3, "cpu", "json")
@@ -150,3 +152,15 @@ def test_lesion_report_accepts_both_field_spellings():
     assert second.slices == (2, 3) and second.centroid_ras == (4.0, 5.0, 6.0) and second.row()[2] == ""
     with pytest.raises(BATsegError, match="without a centroid"):
         lesion_report.lesions_from_report({"lesions": [{"id": 1}]})
+
+
+def test_choosing_a_model_brings_its_one_type_recommendation(mrml):
+    parameters = Parameters(parameter_node(mrml.scene))
+    recommends = {"postprocessing": {"min_volume_mm3": 100.0, "one_type_per_lesion": True}}
+    parameters.select_model("a.batseg", recommends)
+    assert parameters.predict_options().one_type_per_lesion is True
+    parameters.set_flag("OneTypePerLesion", False)  # the user unticks it
+    parameters.select_model("a.batseg", recommends)  # same model again: the user's choice stays
+    assert parameters.predict_options().one_type_per_lesion is False
+    parameters.select_model("b.batseg", {})  # a model without a recommendation: off
+    assert parameters.predict_options().one_type_per_lesion is False and parameters.text("Model") == "b.batseg"

@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "batseg tune-postprocess; else batseg.postprocess.DEFAULT_MIN_VOLUME_MM3)",
     )
     parser.add_argument(
-        "--one-type-per-lesion", action="store_true", help="give each lesion the single most probable tumour type"
+        "--one-type-per-lesion", action=argparse.BooleanOptionalAction, default=None,
+        help="give each lesion the single most probable tumour type (default: the model's choice, made on validation "
+        "data by batseg tune-postprocess; off for a model without one or with --no-postprocess)",
     )
     parser.add_argument("--save-probabilities", action="store_true", help="also write CASE.probabilities.nii.gz (classes 1-4)")
     parser.add_argument("--save-field", action="store_true", help="also write CASE.field.nii.gz (distance-field head output)")
@@ -94,7 +96,7 @@ def options_from(args: argparse.Namespace):
         tta=args.tta,
         postprocess=not args.no_postprocess,
         min_volume_mm3=min_volume,
-        one_type_per_lesion=args.one_type_per_lesion,
+        one_type_per_lesion=bool(args.one_type_per_lesion),  # None: run() takes the model's
         save_probabilities=args.save_probabilities,
         save_field=args.save_field,
         overwrite=args.overwrite,
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from batseg.inference.sliding_window import parse_tile
     from batseg.io import find_cases
     from batseg.models import resolve_model
-    from batseg.postprocess import recommended_min_volume
+    from batseg.postprocess import recommended_min_volume, recommended_one_type_per_lesion
     from batseg.progress import Progress
 
     progress = Progress(args.progress)
@@ -132,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.min_volume is None and options.postprocess:
         options = replace(options, min_volume_mm3=recommended_min_volume(predictor.manifest))
+    if args.one_type_per_lesion is None and options.postprocess:
+        options = replace(options, one_type_per_lesion=recommended_one_type_per_lesion(predictor.manifest))
     if options.save_field and not predictor.field_channels:
         raise BATsegError(f"model {predictor.manifest.get('name')!r} has no distance-field head; drop --save-field")
     disclaimer_shown = []

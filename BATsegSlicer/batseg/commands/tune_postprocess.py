@@ -1,4 +1,4 @@
-"""`batseg tune-postprocess`: choose a model's minimum lesion volume on labelled validation cases.
+"""`batseg tune-postprocess`: choose a model's postprocessing on labelled validation cases.
 
 See `batseg.postprocess_tuning` for the candidates and the criterion. Prints the table; with
 --output, writes a copy of the model file whose manifest records the choice (the given model
@@ -14,8 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `tune-postprocess` sub-command."""
     parser = subparsers.add_parser(
         "tune-postprocess",
-        help="choose a model's minimum lesion volume on validation cases and store it in a model file",
-        description="Predict each validation case once, apply every candidate minimum lesion volume, score them "
+        help="choose a model's minimum lesion volume and one-type-per-lesion setting on validation cases",
+        description="Predict each validation case once, apply every candidate minimum lesion volume (with and "
+        "without one tumour type per lesion), score them "
         "(mean Dice over classes and lesion detection F1) and print the table. Use validation cases, never the "
         "cases you report test results on.",
     )
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from batseg.inference.predictor import Predictor
     from batseg.model_file import MODEL_SUFFIX, with_manifest_updates
     from batseg.models import resolve_model
-    from batseg.postprocess_tuning import CANDIDATES_MM3, format_table, manifest_entry, tune_min_volume, validation_pairs
+    from batseg.postprocess_tuning import CANDIDATES_MM3, format_table, manifest_entry, tune_postprocessing, validation_pairs
     from batseg.progress import Progress
 
     if args.output and not args.output.endswith(MODEL_SUFFIX):
@@ -58,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     pairs = validation_pairs(args.data)
     predictor = Predictor(model, device=args.device, threads=args.threads, progress=Progress("quiet"))
     with progress.stage("tune"):
-        tuning = tune_min_volume(
-            lambda image: predictor.predict(image).labels, pairs, args.candidates or CANDIDATES_MM3,
+        tuning = tune_postprocessing(
+            lambda image: _raw_prediction(predictor, image), pairs, args.candidates or CANDIDATES_MM3,
             lambda done, total: progress.update("tune", done, total),
         )
     print(format_table(tuning), flush=True)
@@ -69,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomically(args.json, json.dumps(table, indent=2) + "\n", args.overwrite)
     if args.output:
         written = with_manifest_updates(model, entry, args.output, overwrite=args.overwrite)
-        progress.log(f"model file with the chosen minimum volume written: {written}")
-    progress.result(chosen_min_volume_mm3=tuning.chosen.min_volume_mm3, outputs={"model": args.output, "json": args.json})
+        progress.log(f"model file with the chosen postprocessing written: {written}")
+    progress.result(chosen_min_volume_mm3=tuning.chosen.min_volume_mm3,
+                    chosen_one_type_per_lesion=tuning.chosen.one_type_per_lesion,
+                    outputs={"model": args.output, "json": args.json})
     return 0
+
+
+def _raw_prediction(predictor, image):
+    """Labels without postprocessing and class probabilities on the case's grid."""
+    prediction = predictor.predict(image, probabilities=True)
+    return prediction.labels, prediction.probabilities
