@@ -96,6 +96,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for label in DEVICE_LABELS:
             self.ui.deviceComboBox.addItem(label)
         self.ui.exportFolderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.replayDataPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         self.ui.resultsTable.setColumnCount(len(TABLE_HEADERS))
         self.ui.resultsTable.setHorizontalHeaderLabels(list(TABLE_HEADERS))
         self.ui.resultsTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
@@ -115,6 +116,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportFolderPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.reviewerLineEdit.connect("editingFinished()", self.updateParameterNodeFromGUI)
         self.ui.epochsSpinBox.connect("valueChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.replayDataPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
@@ -190,6 +192,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.exportFolderPathLineEdit.currentPath = parameters.text("ExportFolder")
             self.ui.reviewerLineEdit.text = parameters.text("Reviewer")
             self.ui.epochsSpinBox.value = parameters.epochs
+            self.ui.replayDataPathLineEdit.currentPath = parameters.text("ReplayData")
         finally:
             self._updatingGUI = False
         self.updateButtons()
@@ -209,6 +212,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters.set_text("ExportFolder", self.ui.exportFolderPathLineEdit.currentPath)
         parameters.set_text("Reviewer", self.ui.reviewerLineEdit.text)
         parameters.epochs = self.ui.epochsSpinBox.value
+        parameters.set_text("ReplayData", self.ui.replayDataPathLineEdit.currentPath)
         # Last: a newly chosen model brings its own recommended options over the checkboxes.
         entry = self.currentModelEntry()
         parameters.select_model(self.currentModelPath(), entry.manifest if entry is not None else {})
@@ -464,16 +468,18 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateParameterNodeFromGUI()
         parameters = Parameters(self._parameterNode)
         folder = parameters.text("ExportFolder")
+        replayData = parameters.text("ReplayData")
         count = exported_case_count(folder)
+        replay = f", mixed with the original training data in {replayData}," if replayData else ""
         if not slicer.util.confirmOkCancelDisplay(
-                f"Fine-tune the selected model on the {count} exported case(s) in {folder} for "
+                f"Fine-tune the selected model on the {count} exported case(s) in {folder}{replay} for "
                 f"{parameters.epochs} epochs? This can take hours on a CPU. The new model is added to the "
                 "model list; the original is kept."):
             return
         with slicer.util.tryWithErrorDisplay("Fine-tuning could not be started.", waitCursor=True):
             self.startJob("finetune", self.logic.startFineTuning(
                 self.currentModelPath(), folder, parameters.epochs, parameters.predict_options().device,
-                onFinished=self.onFineTuneFinished))
+                replayData, onFinished=self.onFineTuneFinished))
 
     def onFineTuneFinished(self, job):
         self.finishJob(job)

@@ -52,8 +52,12 @@ def build_predict_command(python: str, input_path: str, output_dir: str, model_p
 
 
 def build_train_command(python: str, model_path: str, data_dir: str, output_path: str,
-                        epochs: int | None = None, device: str = "auto") -> list[str]:
-    """`batseg train --finetune-from` on an exported nnU-Net raw folder, writing a new model file."""
+                        epochs: int | None = None, device: str = "auto", replay_data: str = "") -> list[str]:
+    """`batseg train --finetune-from` on an exported nnU-Net raw folder, writing a new model file.
+
+    `replay_data`: the model's original training data (nnU-Net raw folder), mixed in so the model
+    does not forget; empty leaves the choice to the engine (manifest folders, regenerated phantoms).
+    """
     if device not in DEVICES:
         raise BATsegError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
     command = [python, "-m", "batseg", "train", "--finetune-from", model_path, "--data", data_dir,
@@ -62,6 +66,8 @@ def build_train_command(python: str, model_path: str, data_dir: str, output_path
         if epochs < 1:
             raise BATsegError(f"the number of epochs must be at least 1, got {epochs}")
         command += ["--epochs", str(int(epochs))]
+    if replay_data:
+        command += ["--replay-data", replay_data]
     return command
 
 

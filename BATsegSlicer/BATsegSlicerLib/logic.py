@@ -14,7 +14,8 @@ minimum lesion volume applied and the case's overall type, so scripts and tests 
 panel shows.
 
 Fine-tuning (`startFineTuning`) runs `python -m batseg train --finetune-from ...` on an export
-folder (see export.py) and adds the new model file to the user models folder.
+folder (see export.py), optionally with the model's original training data to replay
+(`--replay-data`), and adds the new model file to the user models folder.
 """
 
 from __future__ import annotations
@@ -203,14 +204,20 @@ class BATsegLogic(_LogicBase):
     # -- fine-tuning -----------------------------------------------------------------------
     def startFineTuning(self, modelPath: str, exportDir: str, epochs: int | None = None, device: str = "auto",
                         onEvent: Callable[[dict], None] | None = None,
-                        onFinished: Callable[[Job], None] | None = None) -> Job:
-        """Fine-tune `modelPath` on the exported cases into a new model in the user models folder."""
+                        onFinished: Callable[[Job], None] | None = None, replayData: str = "") -> Job:
+        """Fine-tune `modelPath` on the exported cases into a new model in the user models folder.
+
+        `replayData`: optional folder of the model's original training cases (nnU-Net raw layout)
+        that the engine mixes in; empty lets the engine find them itself (see batseg/training/replay.py).
+        """
         manifest = read_manifest(modelPath)
         cases = exported_case_count(exportDir)
         if cases < 1:
             raise BATsegError(f"{exportDir or 'the export folder'} holds no exported case: export reviewed cases first")
+        _check_replay_data(replayData)
         output = self.library.new_model_path(str(manifest.get("name") or "batseg"))
-        command = commands.build_train_command(self.pythonExecutable(), modelPath, exportDir, output, epochs, device)
+        command = commands.build_train_command(self.pythonExecutable(), modelPath, exportDir, output, epochs, device,
+                                               replayData)
         process = ChildProcess(command, env=commands.child_environment())
 
         def cleanup() -> None:
@@ -237,6 +244,18 @@ def exported_case_count(export_dir: str) -> int:
             return int(json.load(handle).get("numTraining", 0))
     except (OSError, ValueError, TypeError):
         return 0
+
+
+def _check_replay_data(folder: str) -> None:
+    """Refuse a given replay folder that is not an nnU-Net raw dataset, before hours of training
+    start (the engine checks the cases themselves; this catches a wrong folder at once)."""
+    if not folder:
+        return
+    if not os.path.isdir(folder):
+        raise BATsegError(f"the original training data folder {folder} does not exist")
+    if not os.path.isdir(os.path.join(folder, "imagesTr")):
+        raise BATsegError(f"the original training data folder {folder} holds no imagesTr folder: "
+                          "choose an nnU-Net raw dataset folder (imagesTr, labelsTr, dataset.json)")
 
 
 def _check_input_volume(volume) -> None:

@@ -16,7 +16,7 @@ from BATsegSlicerLib.commands import DEVICES, PredictOptions
 
 MODULE_NAME = "BATsegSlicer"
 _FLAGS = {"TTA": False, "Postprocess": True, "OneTypePerLesion": False, "Probabilities": False}
-_TEXTS = {"Model": "", "Device": "auto", "ExportFolder": "", "Reviewer": ""}
+_TEXTS = {"Model": "", "Device": "auto", "ExportFolder": "", "Reviewer": "", "ReplayData": ""}
 _DEFAULT_EPOCHS = 50
 
 

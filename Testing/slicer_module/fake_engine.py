@@ -14,7 +14,8 @@ Behaviour is chosen with the BATSEG_FAKE_MODE environment variable:
               them: a GPU out-of-memory log line, the model's disclaimer, the per-case
               orientation warning logged as "CASE: ..." and repeated in the result event
   empty       like predict, but nothing is found (no lesion, overall type "none")
-  train       copy the --finetune-from model file to --output (a valid model file); exit 0
+  train       copy the --finetune-from model file to --output (a valid model file), logging the
+              --replay-data folder when one is given; exit 0
 """
 
 import json
@@ -113,6 +114,8 @@ def main():
         import shutil
 
         event(event="stage", stage="train", status="start")
+        if "--replay-data" in sys.argv:
+            event(event="log", message=f"replay data: {argument('--replay-data')}")
         shutil.copyfile(argument("--finetune-from"), argument("--output"))
         event(event="stage", stage="train", status="end", seconds=0.01)
     elif mode in ("predict", "wronggrid", "warnings", "empty"):

@@ -7,6 +7,8 @@ stderr line, both with the full log; a successful run loads the outputs into the
 segments, lesion table, probability overlay) and refuses outputs that are not on the input grid;
 its result carries the run's warnings once each (not the disclaimer the panel always shows) and
 the results line the panel shows, which names the minimum volume applied when nothing is found.
+Fine-tuning adds the new model, passes the original training data folder on to the engine and
+refuses, before starting, one that does not exist or holds no imagesTr/.
 """
 
 from __future__ import annotations
@@ -228,3 +230,26 @@ def test_fine_tuning_adds_the_new_model_and_refuses_an_empty_export(mrml, t2_vol
     assert os.path.basename(entry.path).startswith("base-model-finetuned-")
     assert [e.path for e in logic.models()[0] if not e.shipped] == [entry.path]
     assert job.timings == {"train": 0.01}
+    assert not any(line.startswith("replay data:") for line in job.log)  # none given: the engine decides
+
+
+def test_fine_tuning_passes_the_original_training_data_and_refuses_a_wrong_folder(mrml, fake_python, tmp_path,
+                                                                                   monkeypatch):
+    base = make_model_file(tmp_path / "base.batseg", name="base", weights=b"base weights")
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    (export_dir / "dataset.json").write_text('{"numTraining": 1}')
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    with pytest.raises(BATsegError, match="does not exist"):
+        logic.startFineTuning(str(base), str(export_dir), epochs=1, replayData=str(tmp_path / "missing"))
+    original = tmp_path / "Dataset501_Original"
+    original.mkdir()
+    with pytest.raises(BATsegError, match="holds no imagesTr folder") as refused:
+        logic.startFineTuning(str(base), str(export_dir), epochs=1, replayData=str(original))
+    assert "\n" not in str(refused.value)  # one line, as the panel's error box shows it
+    assert not os.path.exists(tmp_path / "models") or not os.listdir(tmp_path / "models")  # nothing started
+    (original / "imagesTr").mkdir()
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "train")
+    job = logic.startFineTuning(str(base), str(export_dir), epochs=1, device="cpu", replayData=str(original))
+    assert job.wait(timeout=60) is JobState.SUCCEEDED, job.full_log()
+    assert f"replay data: {original}" in job.log

@@ -1,5 +1,6 @@
-"""Small parts of the module: parameter node, command lines and child environment, dependency
-planning, sample-data registration arguments, GPU probe, lesion report parsing."""
+"""Small parts of the module: parameter node (and its saving with the scene), command lines and
+child environment, dependency planning, sample-data registration arguments, GPU probe, lesion
+report parsing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 
 import pytest
+import slicer
 
 from batseg.errors import BATsegError
 from BATsegSlicerLib import commands, gpu, install, lesion_report, sample_data
@@ -33,6 +35,22 @@ def test_parameter_node_is_a_singleton_with_defaults(mrml, t2_volume):
     assert again.epochs == 7
 
 
+def test_original_training_data_folder_is_saved_with_the_scene(mrml):
+    parameters = Parameters(parameter_node(mrml.scene))
+    assert parameters.text("ReplayData") == ""  # default: the engine looks for the data itself
+    parameters.set_text("ReplayData", "/data/Dataset501_Original")
+    mrml.scene.SetSaveToXMLString(1)
+    mrml.scene.Commit()
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.SetLoadFromXMLString(1)
+    reloaded.SetSceneXMLString(mrml.scene.GetSceneXMLString())
+    reloaded.Import()
+    try:
+        assert Parameters(parameter_node(reloaded)).text("ReplayData") == "/data/Dataset501_Original"
+    finally:
+        reloaded.Clear(1)
+
+
 def test_predict_and_train_command_lines_follow_the_engine_contract():
     options = PredictOptions(device="cpu", tta=True, postprocess=False, one_type_per_lesion=True,
                              save_probabilities=True)
@@ -44,6 +62,9 @@ def test_predict_and_train_command_lines_follow_the_engine_contract():
     assert commands.build_train_command("py", "m.batseg", "data", "new.batseg", epochs=5) == [
         "py", "-m", "batseg", "train", "--finetune-from", "m.batseg", "--data", "data", "--output", "new.batseg",
         "--progress", "json", "--device", "auto", "--epochs", "5"]
+    assert commands.build_train_command("py", "m.batseg", "data", "new.batseg", replay_data="old data")[-2:] == [
+        "--replay-data", "old data"]
+    assert "--replay-data" not in commands.build_train_command("py", "m.batseg", "data", "new.batseg", replay_data="")
     with pytest.raises(BATsegError):
         PredictOptions(device="gpu")
     with pytest.raises(BATsegError):
@@ -66,6 +87,10 @@ def test_command_lines_are_accepted_by_the_engines_own_parser():
     train = parser.parse_args(commands.build_train_command("py", "m.batseg", "data", "new.batseg", 3, "cpu")[3:])
     assert (train.command, str(train.finetune_from), str(train.data), str(train.output), train.epochs,
             train.device, train.progress) == ("train", "m.batseg", "data", "new.batseg", 3, "cpu", "json")
+    assert train.replay_data is None and not train.no_replay  # no folder given: the engine finds the data itself
+    replay = parser.parse_args(commands.build_train_command("py", "m.batseg", "data", "new.batseg", 3, "cpu",
+                                                            "/data/Dataset501_Original")[3:])
+    assert str(replay.replay_data) == "/data/Dataset501_Original" and str(replay.finetune_from) == "m.batseg"
 
 
 def test_child_imports_the_engine_from_the_module_folder():
