@@ -479,7 +479,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Fine-tuning could not be started.", waitCursor=True):
             self.startJob("finetune", self.logic.startFineTuning(
                 self.currentModelPath(), folder, parameters.epochs, parameters.predict_options().device,
-                replayData, onFinished=self.onFineTuneFinished))
+                onFinished=self.onFineTuneFinished, replayData=replayData))
 
     def onFineTuneFinished(self, job):
         self.finishJob(job)
