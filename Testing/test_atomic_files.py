@@ -83,3 +83,12 @@ class _Fixed:
 
     def print_help(self) -> None:
         self.parser.print_help()
+
+
+def test_a_training_output_in_an_unwritable_folder_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
+    from batseg.training.run import check_output
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    with pytest.raises(BATsegError, match="no write permission"):
+        check_output(tmp_path / "model.batseg", overwrite=False)

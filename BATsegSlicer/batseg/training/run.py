@@ -271,6 +271,7 @@ def request_log(prepared: PreparedData) -> Path:
 
 def check_output(output: Path, overwrite: bool) -> Path:
     """The model file path; BATsegError if it exists (without --overwrite) or has no .batseg suffix."""
+    from batseg.atomic_files import check_writable_folder
     from batseg.model_file import MODEL_SUFFIX
 
     output = Path(output).expanduser().resolve()
@@ -278,6 +279,7 @@ def check_output(output: Path, overwrite: bool) -> Path:
         raise BATsegError(f"--output must end in {MODEL_SUFFIX}; got {output.name}")
     if output.exists() and not overwrite:
         raise BATsegError(f"{output} already exists; choose another --output or pass --overwrite")
+    check_writable_folder(output.parent)  # before hours of training, not at packaging
     return output
 
 
