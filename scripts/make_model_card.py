@@ -123,7 +123,10 @@ def target_lines(batseg: dict[str, Any], baseline: dict[str, Any] | None) -> str
             None not in (batseg["mean_hd95_mm"], baseline["mean_hd95_mm"]) and batseg["mean_hd95_mm"] <= baseline["mean_hd95_mm"],
         ),
     ]
-    return "\n".join(f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in checks)
+    lines = [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in checks]
+    if baseline["mean_hd95_mm"] is None:  # no baseline trained: the comparison is unknown, not failed
+        lines[-1] = f"- {checks[-1][0]}: **not measured** (no baseline was trained for this version)"
+    return "\n".join(lines)
 
 
 def status_text(batseg: dict[str, Any], device: str) -> str:
@@ -184,10 +187,14 @@ def parent_section(manifest: dict[str, Any], parent_file: Path | None) -> str:
         "parent's own training data."
     )
     if parent_file is not None and parent_file.is_file():
-        own = read_manifest(parent_file).get("training", {})
+        parent_manifest = read_manifest(parent_file)
+        own = parent_manifest.get("training", {})
+        grandparent = parent_manifest.get("parent")
+        origin = (f"was itself initialised from {grandparent['name']} {grandparent['version']} (whose card, in git "
+                  "history, goes on up the line) and trained" if grandparent else "was trained from scratch")
         text += (
             " Its own card (in git history next to its file) describes its data and results."
-            f" The parent was trained from scratch for {own.get('epochs_completed')} epochs x "
+            f" The parent {origin} for {own.get('epochs_completed')} epochs x "
             f"{own.get('iterations_per_epoch')} iterations (batch {own.get('batch_size')}) with:\n\n```\n"
             + " ".join(own.get("command", [])) + "\n```"
         )
