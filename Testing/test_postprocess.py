@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from batseg.errors import BATsegError
-from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, postprocess
+from batseg.postprocess import postprocess
+from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3
 
 SPACING = (3.3, 0.47, 0.47)  # (z, y, x)
 VOXEL_MM3 = 3.3 * 0.47 * 0.47  # 0.72897 mm3

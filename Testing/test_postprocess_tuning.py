@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from batseg.cli import main
 from batseg.errors import BATsegError
 from batseg.model_file import read_manifest, sha256_file
-from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, recommended_min_volume, recommended_one_type_per_lesion
+from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3, recommended_min_volume, recommended_one_type_per_lesion
 from batseg.postprocess_tuning import detection_f1, tune_postprocessing, validation_pairs
 from inference_helpers import light_model
 

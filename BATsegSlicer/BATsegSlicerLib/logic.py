@@ -31,7 +31,7 @@ import slicer
 import vtk
 
 from batseg.errors import BATsegError
-from batseg.postprocess import recommended_min_volume
+from batseg.postprocess_settings import recommended_min_volume
 
 from BATsegSlicerLib import commands
 from BATsegSlicerLib.ai_output import remember_ai_output

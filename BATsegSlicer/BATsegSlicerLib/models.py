@@ -30,7 +30,7 @@ from batseg.errors import BATsegError, ModelFileError
 from batseg.model_file import DISCLAIMER as DEFAULT_DISCLAIMER
 from batseg.model_file import MODEL_SUFFIX, check_classes
 from batseg.models import list_models, user_models_dir
-from batseg.postprocess import POSTPROCESSING_KEY, recommended_min_volume
+from batseg.postprocess_settings import POSTPROCESSING_KEY, recommended_min_volume
 
 from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import slicer
 
-from batseg.postprocess import recommended_one_type_per_lesion
+from batseg.postprocess_settings import recommended_one_type_per_lesion
 
 from BATsegSlicerLib.commands import DEVICES, PredictOptions
 

@@ -38,7 +38,8 @@ from batseg.errors import BATsegError
 from batseg.evaluation import check_same_geometry, read_label_file
 from batseg.io import Case, find_cases, read_image
 from batseg.metrics import aggregate, evaluate_case
-from batseg.postprocess import POSTPROCESSING_KEY, postprocess
+from batseg.postprocess import postprocess
+from batseg.postprocess_settings import POSTPROCESSING_KEY
 
 # A raw prediction on the case's grid: the label map and the class probabilities (or None).
 RawPrediction = tuple[sitk.Image, "np.ndarray | None"]
@@ -140,10 +141,14 @@ def tune_postprocessing(
         check_same_geometry(predicted, truth, case.name)
         raw = sitk.GetArrayFromImage(predicted)
         spacing = tuple(reversed(truth.GetSpacing()))
-        for volume, one_type in results:
-            cleaned = postprocess(raw, spacing, probabilities=probabilities, fill_holes=True, min_volume_mm3=volume,
-                                  one_type_per_lesion=one_type)
-            results[(volume, one_type)].append(evaluate_case(cleaned, gt, spacing))
+        for volume in {volume for volume, _ in results}:
+            # Hole filling and small-lesion removal once per volume; the type decision, the last
+            # step of `postprocess`, then on that result for the one-type variant.
+            cleaned = postprocess(raw, spacing, fill_holes=True, min_volume_mm3=volume)
+            for one_type in {one for _, one in results}:
+                final = (postprocess(cleaned, spacing, probabilities=probabilities, fill_holes=False, min_volume_mm3=0.0,
+                                     one_type_per_lesion=True) if one_type else cleaned)
+                results[(volume, one_type)].append(evaluate_case(final, gt, spacing))
         if on_case is not None:
             on_case(index, len(pairs))
     tuning = Tuning(cases=len(pairs))

@@ -17,6 +17,7 @@ from batseg.errors import BATsegError
 from BATsegSlicerLib import commands, gpu, install, lesion_report, sample_data
 from BATsegSlicerLib.commands import PredictOptions
 from BATsegSlicerLib.parameter_node import Parameters, parameter_node
+from conftest import MODULE_DIR
 
 
 def test_parameter_node_is_a_singleton_with_defaults(mrml, t2_volume):
@@ -189,3 +190,20 @@ def test_choosing_a_model_brings_its_one_type_recommendation(mrml):
     assert parameters.predict_options().one_type_per_lesion is False
     parameters.select_model("b.batseg", {})  # a model without a recommendation: off
     assert parameters.predict_options().one_type_per_lesion is False and parameters.text("Model") == "b.batseg"
+
+
+def test_module_loads_before_its_dependencies_are_installed():
+    """Slicer's Python has no scipy, torch, onnxruntime or nnU-Net until the module installs them
+    (install.REQUIREMENTS); the module must load, to offer that install, without them."""
+    script = (
+        "import importlib.abc, sys\n"
+        "class Missing(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('scipy', 'torch', 'onnxruntime', 'nnunetv2', 'dynamic_network_architectures'):\n"
+        "            raise ImportError(f'{name} is not installed')\n"
+        "sys.meta_path.insert(0, Missing())\n"
+        f"sys.path.insert(0, {str(MODULE_DIR)!r})\n"
+        "import BATsegSlicerLib, BATsegSlicerLib.models, BATsegSlicerLib.parameter_node, BATsegSlicerLib.install\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-volume", type=float, default=None, metavar="MM3",
         help="remove lesions smaller than this volume in mm3 (default: the model's, chosen on validation data by "
-        "batseg tune-postprocess; else batseg.postprocess.DEFAULT_MIN_VOLUME_MM3)",
+        "batseg tune-postprocess; else batseg.postprocess_settings.DEFAULT_MIN_VOLUME_MM3)",
     )
     parser.add_argument(
         "--one-type-per-lesion", action=argparse.BooleanOptionalAction, default=None,
@@ -85,7 +85,7 @@ def options_from(args: argparse.Namespace):
     """PredictOptions from the parsed arguments."""
     from batseg.errors import BATsegError
     from batseg.inference.pipeline import PredictOptions
-    from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3
+    from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3
 
     min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # None: run() takes the model's
     if min_volume < 0:
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from batseg.inference.sliding_window import parse_tile
     from batseg.io import find_cases
     from batseg.models import resolve_model
-    from batseg.postprocess import recommended_min_volume, recommended_one_type_per_lesion
+    from batseg.postprocess_settings import recommended_min_volume, recommended_one_type_per_lesion
     from batseg.progress import Progress
 
     progress = Progress(args.progress)

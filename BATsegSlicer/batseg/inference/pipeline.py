@@ -30,7 +30,8 @@ from batseg.errors import BATsegError
 from batseg.inference.memory import peak_resident_bytes
 from batseg.inference.predictor import Predictor
 from batseg.io import Case, image_suffix, image_writer, read_image, vector_image
-from batseg.postprocess import DEFAULT_MIN_VOLUME_MM3, postprocess
+from batseg.postprocess import postprocess
+from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3
 from batseg.progress import Progress
 from batseg.report import lesion_report, report_files
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batseg.errors import BATsegError
-from batseg.postprocess import POSTPROCESSING_KEY
+from batseg.postprocess_settings import POSTPROCESSING_KEY
 from batseg.progress import Progress
 
 FINETUNE_LR = 1e-3
