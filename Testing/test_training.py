@@ -28,6 +28,8 @@ from batseg.training.options import TrainingOptions  # noqa: E402
 from batseg.training.plans import target_spacing_for  # noqa: E402
 from batseg.training.splits import stratified_splits  # noqa: E402
 from batseg.training.standalone import pipelines, standalone_trainer  # noqa: E402
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss  # noqa: E402
+from nnunetv2.utilities.helpers import softmax_helper_dim1  # noqa: E402
 
 PATCH = (8, 32, 32)
 SPACING = DEFAULT_SPACING["light"]
@@ -124,6 +126,30 @@ def test_loss_is_nnunet_loss_plus_boundary_term(nnunet_env: Path) -> None:
     result = batseg.train_step(batch)
     assert set(result) == {"loss", "boundary_loss"} and float(result["boundary_loss"]) > 0
     assert float(result["loss"]) > float(result["boundary_loss"])
+
+
+def _dice_of(dice: MemoryEfficientSoftDiceLoss, logits: torch.Tensor, target: torch.Tensor) -> float:
+    return float(dice(logits, target))
+
+
+def test_dice_term_gives_absent_classes_no_reward(nnunet_env: Path) -> None:
+    """Predicting no tumour must not outscore segmenting the one present (the collapse the
+    smoothing term caused: see trainer.without_dice_smoothing)."""
+    for loss in ("cubic", "none"):
+        modules = [m for m in trainer_for(loss, folder=nnunet_env).loss.modules()
+                   if isinstance(m, MemoryEfficientSoftDiceLoss)]
+        assert modules and all(m.smooth == 0 for m in modules), loss
+    target = torch.zeros(1, 1, 8, 8, 8)
+    target[..., 2:6, 2:6, 2:6] = 2  # one tumour type present, three absent
+    inside = target[:, 0] == 2
+    segments = torch.full((1, 5, 8, 8, 8), -6.0)  # absent classes keep a little probability
+    segments[:, 0][~inside], segments[:, 2][inside] = 6.0, 6.0
+    empty = torch.full((1, 5, 8, 8, 8), -30.0)
+    empty[:, 0] = 30.0  # confident background everywhere
+    ours = MemoryEfficientSoftDiceLoss(softmax_helper_dim1, batch_dice=False, do_bg=False, smooth=0.0, ddp=False)
+    smoothed = MemoryEfficientSoftDiceLoss(softmax_helper_dim1, batch_dice=False, do_bg=False, smooth=1e-5, ddp=False)
+    assert _dice_of(ours, segments, target) < _dice_of(ours, empty, target)
+    assert _dice_of(smoothed, segments, target) > _dice_of(smoothed, empty, target)  # nnU-Net's default
 
 
 def test_baseline_pipeline_and_step_are_plain_nnunet(nnunet_env: Path) -> None:

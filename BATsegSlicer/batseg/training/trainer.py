@@ -10,7 +10,8 @@ What changes relative to `nnUNetTrainer` (everything else is nnU-Net's own code,
 - the training and validation pipelines end with `BoundaryTargetTransform`, so the field is
   computed in the augmentation workers (see `field_transform.py`);
 - the loss is `BoundaryAwareLoss`: nnU-Net's CE+Dice with deep supervision on the
-  segmentation outputs, plus the boundary loss on the full-resolution field, equal weights.
+  segmentation outputs (Dice without its smoothing term, see `without_dice_smoothing`; the
+  baseline too), plus the boundary loss on the full-resolution field, equal weights.
   nnU-Net's own `train_step` runs unchanged around it, so its autocast, gradient scaler and
   gradient clipping apply as they are;
 - validation: nnU-Net's `validation_step` runs on the segmentation output (its online
@@ -34,6 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 from torch import nn
@@ -85,6 +87,24 @@ class _SegmentationOnly(nn.Module):
     def forward(self, x: torch.Tensor) -> Any:
         segmentation, self.field = self.network(x)
         return segmentation
+
+
+def without_dice_smoothing(loss: nn.Module) -> nn.Module:
+    """nnU-Net's loss with its soft Dice's smoothing term set to 0 (its own
+    `nnUNetTrainerDiceCELoss_noSmooth`, the fix its authors give for Dice collapsing to 0).
+
+    Why: with smooth 1e-5 and per-sample Dice (batch_dice is False here), a tumour class absent
+    from a patch scores Dice 1 when the network gives it almost no probability mass. Each phantom
+    holds one tumour type, so three or four of the four classes are absent from every patch, and
+    predicting no tumour at all outscores segmenting the one present (0.75-1.0 against about
+    0.15 per patch): a 0.4.0 fine-tune fell into it at epoch 10 (train loss -0.17 -> -0.52,
+    validation pseudo-Dice 0 for every class). With smooth 0 an absent class scores 0 whatever
+    is predicted, so only present classes drive the Dice term; CE still penalises false tumour.
+    """
+    for module in loss.modules():
+        if isinstance(module, MemoryEfficientSoftDiceLoss):
+            module.smooth = 0.0
+    return loss
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -182,7 +202,7 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
     # ------------------------------------------------------------------- loss
 
     def _build_loss(self) -> nn.Module:
-        loss = super()._build_loss()
+        loss = without_dice_smoothing(super()._build_loss())
         if not self.options.has_field_head:
             return loss
         return BoundaryAwareLoss(loss, boundary_loss(self.options.loss), self.options.boundary_weight)
