@@ -272,7 +272,9 @@ Exact command (recorded in the manifest), run at commit `{args.commit}`:
 Budget: {args.epochs} epochs x {args.iters} iterations, batch {args.batch}, patch {' x '.join(map(str, args.patch))},
 foreground oversampling {args.oversampling}, seed 1, {machine_text(args.device)}; nnU-Net v2's SGD, poly
 learning rate from {training.get('learning_rate', 0.01):g}, its augmentation; the field is computed in the augmentation worker
-after spatial augmentation. This is a very small budget next to the paper's 1000 x 250
+after spatial augmentation. Segmentation loss: nnU-Net's CE + soft Dice without its smoothing term (since
+commit 8cac7b8, `docs/method.md`: with nnU-Net's 1e-5, which models up to 0.4.0 were trained with, an
+empty prediction scored best on one-tumour-type phantoms and a fine-tune collapsed). This is a very small budget next to the paper's 1000 x 250
 iterations on a GPU; retrain with `EPOCHS`/`ITERS` raised (and `DEVICE=cuda`) for a stronger model.
 
 {parent_section(manifest, args.parent_file)}
@@ -329,6 +331,7 @@ def reproduce_text(args: argparse.Namespace, manifest: dict[str, Any]) -> str:
     parent = manifest.get("parent")
     if not parent:
         return f"Reproduce every number above with `{budget} bash scripts/train_shipped_model.sh` at commit `{args.commit}`."
+    budget += f" LR={manifest.get('training', {}).get('learning_rate', 0.005):g}"  # fine-tunes set it
     parent_path = f"BATsegSlicer/Resources/Models/{parent['name']}-{parent['version']}.batseg"
     return (
         f"Reproduce every number above at commit `{args.commit}` with "
