@@ -9,7 +9,8 @@ import torch
 
 from batseg.training.collapse_check import collapse_warning, fold_collapse_warning
 
-# The fine-tune of 0.4.0 that collapsed (smoothed Dice): its epochs 1-13, then a 14th at 0 as it went on.
+# The fine-tune of 0.4.0 that collapsed (smoothed Dice): its logged epochs 1-13, plus a made-up 14th at 0
+# (the run was stopped at 13).
 COLLAPSED = [0.4792, 0.5594, 0.5701, 0.6670, 0.6311, 0.5805, 0.6786, 0.5467, 0.4764, 0.5778, 0.1415, 0.0, 0.0, 0.0]
 
 
