@@ -54,21 +54,10 @@ def test_shipped_model_is_verified_and_says_synthetic() -> None:
     assert default_model_path().stat().st_size <= 30 * 1024 * 1024
 
 
-# Shipped model 0.4.0 (see its card) finds all four samples, types the astrocytoma and the
-# hemangioblastoma right, and calls the meningioma a hemangioblastoma and the ependymoma an
-# astrocytoma (the two confusions of its held-out confusion matrix).
-# Strict xfail: a retrained model that gets one right turns it into a failure to remove here.
-KNOWN_MISSES = {
-    1: "shipped model 0.4.0 types the meningioma sample as hemangioblastoma",
-    2: "shipped model 0.4.0 types the ependymoma sample as astrocytoma",
-}
-CASES = [
-    pytest.param(
-        c, id=c["name"],
-        marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[c["tumour_type"]]) if c["tumour_type"] in KNOWN_MISSES else (),
-    )
-    for c in sample_cases()
-]
+# Shipped model 0.5.0 (see its card) finds all four samples with the right type (0.4.0 typed the
+# meningioma as hemangioblastoma and the ependymoma as astrocytoma). A retrained model that misses
+# one must say so in its card; mark that case here with a strict xfail naming the model.
+CASES = [pytest.param(c, id=c["name"]) for c in sample_cases()]
 
 
 @pytest.mark.parametrize("case", CASES)
