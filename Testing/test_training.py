@@ -322,6 +322,13 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     tuned = load_model(second).network
     assert mean_abs_difference(tuned, model.network) < 0.1 * mean_abs_difference(fresh, model.network)
 
+    # --resume continues the first run from nnU-Net's checkpoint: one more epoch, not three.
+    resumed = tmp / "resumed.batseg"
+    events = run_cli(["train", "--data", str(data), "--output", str(resumed), "--fold", "0", "--epochs", "3",
+                      "--resume", *common], capsys)
+    assert len([e for e in events if e.get("event") == "log" and e["message"].startswith("epoch")]) == 1
+    assert read_manifest(resumed)["training"]["epochs_completed"] == 3
+
 
 def test_no_replay_trains_on_the_given_cases_alone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`--no-replay` skips the parent's original data even where it exists; it contradicts --replay-data."""

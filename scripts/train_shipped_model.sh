@@ -6,7 +6,7 @@
 #   VERSION=X.Y.Z bash scripts/train_shipped_model.sh [WORK_DIR]      (default work_tmp/shipped)
 #
 # VERSION (required) names the new model. Budget knobs (environment): EPOCHS, ITERS
-# (iterations per epoch), PATCH ("Z Y X"), DEVICE.
+# (iterations per epoch), PATCH ("Z Y X"), DEVICE; RESUME=1 continues a cut-off training (step 2).
 # COMMIT names the commit the training ran at, for the card (default: the current HEAD).
 # FINETUNE_FROM=MODEL.batseg continues a trained model instead of training from scratch
 # (with LR, default 0.005, and the parent's plans and patch); the baseline is then skipped,
@@ -51,12 +51,13 @@ VAL="$W/val/Dataset503_BATsegPhantomsVal"
 
 # 2. BATseg (cubic boundary loss) and the plain nnU-Net baseline, same data, seed and budget.
 #    A model file already in WORK_DIR is kept (a rerun continues where one stopped); delete
-#    WORK_DIR to start over.
+#    WORK_DIR to start over. RESUME=1 continues a training that was cut off from its latest
+#    nnU-Net checkpoint (written every 10 epochs) instead of starting it again.
 train() {  # $1 loss, $2 output, $3 name, $4 threads
   OMP_NUM_THREADS=$4 nnUNet_n_proc_DA=1 batseg train --data "$TRAIN" --output "$2" \
     --topology light --loss "$1" --fold all --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" \
     --val-iterations 5 --patch $PATCH --batch-size "$BATCH" --foreground-oversampling "$OVERSAMPLING" --device "$DEVICE" --seed 1 --workdir "$W/work_$1" \
-    --name "$3" --version "$VERSION" --overwrite --progress bar
+    --name "$3" --version "$VERSION" --overwrite ${RESUME:+--resume} --progress bar
 }
 # One after the other, each with the whole machine: side by side with one thread each, a
 # 2-core CPU ran each epoch in 126 s against 65 s alone (measured), no faster in total, and the
@@ -66,7 +67,7 @@ finetune() {  # $1 parent model file, $2 output, $3 threads: the parent's loss, 
   OMP_NUM_THREADS=$3 nnUNet_n_proc_DA=1 batseg train --finetune-from "$1" --no-replay --data "$TRAIN" --output "$2" \
     --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" --val-iterations 5 --batch-size "$BATCH" \
     --foreground-oversampling "$OVERSAMPLING" --lr "$LR" --device "$DEVICE" --seed 1 --workdir "$W/work_ft" \
-    --name "$NAME" --version "$VERSION" --overwrite --progress bar
+    --name "$NAME" --version "$VERSION" --overwrite ${RESUME:+--resume} --progress bar
 }
 MODELS=("$NAME")
 if [ -n "$FINETUNE_FROM" ]; then
