@@ -128,10 +128,6 @@ def test_loss_is_nnunet_loss_plus_boundary_term(nnunet_env: Path) -> None:
     assert float(result["loss"]) > float(result["boundary_loss"])
 
 
-def _dice_of(dice: MemoryEfficientSoftDiceLoss, logits: torch.Tensor, target: torch.Tensor) -> float:
-    return float(dice(logits, target))
-
-
 def test_dice_term_gives_absent_classes_no_reward(nnunet_env: Path) -> None:
     """Predicting no tumour must not outscore segmenting the one present (the collapse the
     smoothing term caused: see trainer.without_dice_smoothing)."""
@@ -148,8 +144,8 @@ def test_dice_term_gives_absent_classes_no_reward(nnunet_env: Path) -> None:
     empty[:, 0] = 30.0  # confident background everywhere
     ours = MemoryEfficientSoftDiceLoss(softmax_helper_dim1, batch_dice=False, do_bg=False, smooth=0.0, ddp=False)
     smoothed = MemoryEfficientSoftDiceLoss(softmax_helper_dim1, batch_dice=False, do_bg=False, smooth=1e-5, ddp=False)
-    assert _dice_of(ours, segments, target) < _dice_of(ours, empty, target)
-    assert _dice_of(smoothed, segments, target) > _dice_of(smoothed, empty, target)  # nnU-Net's default
+    assert float(ours(segments, target)) < float(ours(empty, target))
+    assert float(smoothed(segments, target)) > float(smoothed(empty, target))  # nnU-Net's default
 
 
 def test_baseline_pipeline_and_step_are_plain_nnunet(nnunet_env: Path) -> None:

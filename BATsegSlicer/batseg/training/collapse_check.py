@@ -41,12 +41,16 @@ def collapse_warning(pseudo_dice: Sequence[float]) -> str | None:
 
 
 def fold_collapse_warning(fold_dir: Path) -> str | None:
-    """`collapse_warning` for nnU-Net's fold folder (its final, else latest checkpoint)."""
+    """`collapse_warning` for nnU-Net's fold folder, read from the checkpoint `batseg package`
+    takes (`package.find_checkpoint`); None when the fold has no checkpoint."""
     import torch
 
-    for name in ("checkpoint_final.pth", "checkpoint_latest.pth"):
-        path = fold_dir / name
-        if path.is_file():
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-            return collapse_warning(checkpoint.get("logging", {}).get(LOG_KEY) or [])
-    return None
+    from batseg.errors import BATsegError
+    from batseg.training.package import find_checkpoint
+
+    try:
+        path = find_checkpoint(fold_dir)
+    except BATsegError:
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return collapse_warning(checkpoint.get("logging", {}).get(LOG_KEY) or [])
