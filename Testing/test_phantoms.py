@@ -3,6 +3,7 @@ bundled sample data (synthetic data; not for clinical use)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -162,6 +163,27 @@ def test_several_lesions_in_one_case():
     assert len(case.meta["lesions"]) == len(case.meta["tumour_types"]) >= 1
 
 
+def test_t2_negatives_have_the_same_anatomy_with_bright_csf():
+    t1 = generate_case(5, region="cervical", healthy=True, **SMALL)
+    t2 = generate_case(5, region="cervical", healthy=True, contrast="t2", **SMALL)
+    a1, a2 = arrays(t1), arrays(t2)
+    for key in ("label", "cord", "sac"):
+        assert np.array_equal(a1[key], a2[key]), key  # same seed, same anatomy and geometry
+    assert t2.meta["contrast"] == "t2" and t1.meta["contrast"] == "t1gd" and t2.meta["healthy"]
+    csf = (a1["sac"] > 0) & (a1["cord"] == 0)
+    cord = a1["cord"] > 0
+    for a, brighter in ((a1, "cord"), (a2, "csf")):
+        ratio = a["image"][csf].mean() / a["image"][cord].mean()
+        assert (ratio > 1.5) if brighter == "csf" else (ratio < 0.9), (brighter, ratio)
+
+
+def test_t2_phantoms_are_healthy_only():
+    with pytest.raises(BATsegError, match="healthy negatives only"):
+        generate_case(5, [1], contrast="t2", **SMALL)
+    with pytest.raises(BATsegError, match="contrast must be one of"):
+        generate_case(5, healthy=True, contrast="flair", **SMALL)
+
+
 # ----- dataset writer and command --------------------------------------------------------------
 def test_dataset_plan_is_balanced_and_seeds_do_not_depend_on_size():
     plans = plan_dataset(40, seed=5, healthy_fraction=0.1)
@@ -169,6 +191,17 @@ def test_dataset_plan_is_balanced_and_seeds_do_not_depend_on_size():
     assert types.count(0) == 4 and all(types.count(t) == 9 for t in (1, 2, 3, 4))
     assert [p.seed for p in plan_dataset(10, 5, 0.1)] == [p.seed for p in plans[:10]]
     assert len({p.seed for p in plans}) == 40 and plans[3].seed == case_seed(5, 3)
+    assert {p.contrast for p in plans} == {"t1gd"}
+
+
+def test_t2_negatives_take_the_tumour_cases_share_and_leave_t1_plans_unchanged():
+    plans = plan_dataset(40, seed=5, healthy_fraction=0.1, t2_fraction=0.2)
+    t2 = [p for p in plans if p.contrast == "t2"]
+    assert len(t2) == 8 and all(not p.tumour_types for p in t2)
+    assert sum(not p.tumour_types for p in plans) == 12
+    # The shipped model's training plan (200 phantoms, seed 2026), as made before T2 negatives existed.
+    shipped = [(p.case_id, p.seed, p.tumour_types) for p in plan_dataset(200, 2026, 0.1)]
+    assert hashlib.sha256(json.dumps(shipped).encode()).hexdigest()[:16] == "d40ab154854f5a26"
 
 
 def test_write_dataset_layout_passes_nnunet_check(tmp_path):
@@ -222,6 +255,7 @@ def test_phantom_command(tmp_path, capsys):
     (["--seed", "-1"], "seed must be a non-negative"),
     (["--matrix", "0"], "--matrix must be between"),
     (["--slices", "0"], "--slices must be between"),
+    (["--t2-negative-fraction", "0.95"], "T2 negative fraction must be between"),
 ])
 def test_bad_phantom_arguments_fail_before_an_existing_dataset_is_touched(tmp_path, capfd, bad, message):
     args = ["phantom", "-o", str(tmp_path), "-n", "1", "--seed", "9", "--matrix", "64", "--slices", "9",

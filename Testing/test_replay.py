@@ -41,6 +41,16 @@ def test_a_phantom_parent_replays_its_regenerated_training_set(tmp_path: Path) -
     assert sorted(p.name for p in (again.folder / "imagesTr").iterdir()) == images
 
 
+def test_a_parent_trained_with_t2_negatives_replays_them(tmp_path: Path) -> None:
+    manifest = phantom_parent(seed=6)
+    manifest["nnunet"]["dataset_json"]["batseg"].update(healthy_fraction=0.0, t2_negative_fraction=0.5)
+    assert phantom_recipe(manifest)["t2_fraction"] == 0.5
+    replayed = replay_dataset(manifest, None, tmp_path, logging_progress()[0])
+    cases = json.loads((replayed.folder / "phantoms.json").read_text())["cases"]
+    assert sorted(c["contrast"] for c in cases.values()) == ["t1gd", "t2"]
+    assert "_t20.5" in str(replayed.folder)  # not mistaken for the T1-only set of the same seed
+
+
 def test_other_parents_without_their_data_train_on_new_cases_with_a_warning(tmp_path: Path) -> None:
     manifest = phantom_parent()
     del manifest["nnunet"]["dataset_json"]["batseg"]

@@ -7,6 +7,8 @@
 #
 # VERSION (required) names the new model. Budget knobs (environment): EPOCHS, ITERS
 # (iterations per epoch), PATCH ("Z Y X"), DEVICE; RESUME=1 continues a cut-off training (step 2).
+# Data knobs: TRAIN_CASES (default 200) and T2_FRACTION (default 0), the share of them that are
+# healthy T2-weighted "wrong contrast" negatives (`batseg phantom --t2-negative-fraction`).
 # COMMIT names the commit the training ran at, for the card (default: the current HEAD).
 # FINETUNE_FROM=MODEL.batseg continues a trained model instead of training from scratch
 # (with LR, default 0.005, and the parent's plans and patch); the baseline is then skipped,
@@ -39,13 +41,24 @@ mkdir -p "$W"
 # 1. Data: 200 training phantoms (seed 2026), 20 validation phantoms (seed 11: postprocessing
 #    choice only) and 40 held-out test phantoms (seed 7). All come from the current generator
 #    (model 0.2.0 was trained on a mid-tuning snapshot, commit c0996e4).
-[ -f "$W/train/Dataset501_BATsegPhantoms/dataset.json" ] ||
-  batseg phantom -o "$W/train" -n 200 --seed 2026 --workers 2 --name Dataset501_BATsegPhantoms
+#    With T2 negatives (T2_FRACTION) the training set is another one, in its own folder. 10 held-out
+#    healthy T2 phantoms (seed 8) check every model's answer to a wrong-contrast scan.
+TRAIN_CASES=${TRAIN_CASES:-200}
+T2_FRACTION=${T2_FRACTION:-0}
+TRAIN_DIR="$W/train"
+[ "$TRAIN_CASES" = 200 ] && [ "$T2_FRACTION" = 0 ] || TRAIN_DIR="$W/train-n$TRAIN_CASES-t2$T2_FRACTION"
+[ -f "$TRAIN_DIR/Dataset501_BATsegPhantoms/dataset.json" ] ||
+  batseg phantom -o "$TRAIN_DIR" -n "$TRAIN_CASES" --seed 2026 --t2-negative-fraction "$T2_FRACTION" --workers 2 \
+    --name Dataset501_BATsegPhantoms
+[ -f "$W/t2test/Dataset505_BATsegPhantomsT2Test/dataset.json" ] ||
+  batseg phantom -o "$W/t2test" -n 10 --seed 8 --healthy-fraction 0 --t2-negative-fraction 1 --workers 2 \
+    --name Dataset505_BATsegPhantomsT2Test
 [ -f "$W/test/Dataset502_BATsegPhantomsTest/dataset.json" ] ||
   batseg phantom -o "$W/test" -n 40 --seed 7 --workers 2 --name Dataset502_BATsegPhantomsTest
 [ -f "$W/val/Dataset503_BATsegPhantomsVal/dataset.json" ] ||
   batseg phantom -o "$W/val" -n 20 --seed 11 --workers 2 --name Dataset503_BATsegPhantomsVal
-TRAIN="$W/train/Dataset501_BATsegPhantoms"
+TRAIN="$TRAIN_DIR/Dataset501_BATsegPhantoms"
+T2TEST="$W/t2test/Dataset505_BATsegPhantomsT2Test"
 TEST="$W/test/Dataset502_BATsegPhantomsTest"
 VAL="$W/val/Dataset503_BATsegPhantomsVal"
 
@@ -89,6 +102,8 @@ done
 for m in "${MODELS[@]}"; do
   batseg predict -i "$TEST/imagesTr" -o "$W/pred_$m" --model "$W/$m-tuned.batseg" --device cpu --overwrite --progress quiet
   batseg evaluate --pred "$W/pred_$m" --gt "$TEST/labelsTr" -o "$W/eval_$m.json" --png "$W/eval_$m.png" --overwrite
+  batseg predict -i "$T2TEST/imagesTr" -o "$W/pred_t2_$m" --model "$W/$m-tuned.batseg" --device cpu --overwrite \
+    --progress quiet
 done
 
 # 5. Real healthy cords resliced to a clinical sagittal grid: no tumour may be reported.
@@ -99,4 +114,5 @@ batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME-tuned.bat
 # 6. Model card, and the model file with its measured metrics into Resources/Models.
 python scripts/make_model_card.py --work "$W" --name "$NAME" --epochs "$EPOCHS" --iters "$ITERS" --patch $PATCH \
   --batch "$BATCH" --oversampling "$OVERSAMPLING" --device "$DEVICE" ${FINETUNE_FROM:+--parent-file "$FINETUNE_FROM"} \
+  --train-data "$TRAIN" \
   ${COMMIT:+--commit "$COMMIT"} ${FORCE:+--force}

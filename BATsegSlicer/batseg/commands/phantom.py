@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="dataset seed; case i uses a seed derived from (seed, i)")
     p.add_argument("--healthy-fraction", type=float, default=0.1, metavar="F",
                    help="fraction of cases without tumour (default 0.1)")
+    p.add_argument("--t2-negative-fraction", type=float, default=0.0, metavar="F",
+                   help="fraction of further healthy cases rendered T2-weighted: wrong-contrast negatives that "
+                        "teach the model not to report the bright CSF of a T2 scan as tumour (default 0)")
     p.add_argument("--name", default=None, metavar="DatasetNNN_Name",
                    help="dataset folder name (default Dataset501_BATsegPhantoms)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="worker processes (default 1)")
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     folder = write_dataset(args.output, args.num_cases, args.seed, args.name or DEFAULT_DATASET_NAME,
                            args.healthy_fraction, workers=args.workers, overwrite=args.overwrite,
-                           progress=progress, matrix=args.matrix, n_slices=args.slices)
+                           progress=progress, matrix=args.matrix, n_slices=args.slices,
+                           t2_fraction=args.t2_negative_fraction)
     progress.log(f"wrote {args.num_cases} phantoms to {folder} (synthetic data; not for clinical use)")
     progress.result(outputs={"dataset": str(folder)}, num_cases=args.num_cases, seed=args.seed,
                     seconds=round(progress.timings.get("phantoms", 0.0), 2))

@@ -10,6 +10,11 @@ with probability 8% (meningioma), 5% (ependymoma), 3% (astrocytoma) or 25% (hema
 von Hippel-Lindau); region drawn per type from METHOD.md section 6 (meningioma mostly thoracic,
 ependymoma mostly cervical or at the conus, astrocytoma cervical/thoracic, hemangioblastoma
 cervical/thoracic); healthy cases draw the region uniformly.
+
+`contrast="t2"` renders a healthy case as sagittal T2-weighted instead (tissues.py): a
+"wrong contrast" negative that teaches the T1 Gd model not to report bright CSF as tumour. Only
+healthy cases exist in T2, since no tumour appearance is modelled in that contrast; the same
+seed gives the same anatomy and acquisition as its T1 Gd twin.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from batseg.phantoms import tissues as T
 from batseg.phantoms.acquisition import Acquisition, draw_acquisition, override, simulate, to_image
 from batseg.phantoms.render import render
 from batseg.phantoms.spine import REGIONS, Spine, draw_spine
-from batseg.phantoms.tissues import draw_tissue_signal
+from batseg.phantoms.tissues import CONTRASTS, draw_tissue_signal
 from batseg.phantoms.tumours import (ASTROCYTOMA, EPENDYMOMA, HEMANGIOBLASTOMA, MENINGIOMA, TUMOUR_TYPES, Lesion,
                                      attach_flow_voids, deform_cord, draw_lesions)
 
@@ -44,7 +49,7 @@ DTYPES = ("int16", "float32")
 class PhantomCase:
     """A generated case. All images share one geometry (size, spacing, origin, direction)."""
 
-    image: sitk.Image  # T1 Gd-like magnitude image, int16 (or float32)
+    image: sitk.Image  # T1 Gd-like (or T2-like) magnitude image, int16 (or float32)
     label: sitk.Image  # uint8, 0 background, 1-4 tumour classes
     cord: sitk.Image  # uint8 spinal cord mask (includes intramedullary tumour and cysts)
     sac: sitk.Image  # uint8 dural sac (intradural space incl. cord; not written to datasets)
@@ -93,13 +98,18 @@ def _lesion_meta(spine: Spine, lesion: Lesion) -> dict:
 
 def generate_case(seed: int, tumour_types: Sequence[int] | None = None, region: str | None = None,
                   healthy: bool = False, *, matrix: int | None = None, n_slices: int | None = None,
-                  acquisition: dict | None = None, dtype: str = "int16") -> PhantomCase:
+                  acquisition: dict | None = None, dtype: str = "int16", contrast: str = "t1gd") -> PhantomCase:
     """Generate one phantom. `tumour_types` lists one label value (1-4) per lesion; `matrix`
     (superior-inferior pixels) and `n_slices` override the drawn acquisition size, and
     `acquisition` other drawn acquisition fields (e.g. {"fat_counts": 600, "snr": 15}; see
-    acquisition.OVERRIDABLE)."""
+    acquisition.OVERRIDABLE); `contrast` is "t1gd" or, for a healthy case, "t2"."""
     if dtype not in DTYPES:
         raise BATsegError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    if contrast not in CONTRASTS:
+        raise BATsegError(f"contrast must be one of {CONTRASTS}, not {contrast!r}")
+    if contrast != "t1gd" and not healthy:
+        raise BATsegError(f"{contrast} phantoms are healthy negatives only (no tumour appearance is modelled "
+                          "in that contrast): pass healthy=True")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BATsegError(f"the seed must be a non-negative integer, not {seed!r}")
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(6)]
@@ -114,7 +124,7 @@ def generate_case(seed: int, tumour_types: Sequence[int] | None = None, region: 
             raise BATsegError(f"bad acquisition override: {exc}") from None
     fov_ap, fov_si = acq.fov_mm
     spine = draw_spine(rng_anat, region, fov_si, fov_ap)
-    tissue = draw_tissue_signal(rng_anat)
+    tissue = draw_tissue_signal(rng_anat, contrast)
     z = acq.grid_z()
     window = spine.fov_L_range(float(z[0]), float(z[-1]))
     lesions, dropped = draw_lesions(rng_tum, spine, types, window) if types else ([], [])
@@ -128,6 +138,7 @@ def generate_case(seed: int, tumour_types: Sequence[int] | None = None, region: 
     if dtype == "int16":
         image = np.clip(np.rint(image), 0, np.iinfo(np.int16).max).astype(np.int16)
     meta = _case_meta(int(seed), region, spine, lesions, dropped, rendered.label, acq, window)
+    meta["contrast"] = contrast
     return PhantomCase(to_image(image, acq), to_image(rendered.label, acq), to_image(rendered.cord, acq),
                        to_image(rendered.sac, acq), meta)
 

@@ -12,6 +12,9 @@ Decisions:
 - Tumour types are balanced: round(N * healthy_fraction) healthy cases, the others cycle
   through the four classes (so 5-fold splits can be stratified by type); each case is a
   second lesion of the same type with the probability given in case.py. The order is shuffled.
+- round(N * t2_fraction) further cases are healthy T2-weighted "wrong contrast" negatives
+  (case.py), taken from the tumour cases' share. With no T2 fraction the plan is the one
+  datasets had before that option existed (same seeds, types and order).
 - Crash safety: every file is written under a temporary name in its own folder and renamed;
   dataset.json, which is what makes nnU-Net see the dataset, is written last. A non-empty
   dataset folder is never written into unless `overwrite` is set; then dataset.json is removed
@@ -56,6 +59,7 @@ class CasePlan:
     index: int
     seed: int
     tumour_types: list[int]  # empty for a healthy case
+    contrast: str = "t1gd"  # "t2": a healthy wrong-contrast negative
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -64,16 +68,21 @@ def case_seed(seed: int, index: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def plan_dataset(num_cases: int, seed: int, healthy_fraction: float) -> list[CasePlan]:
+_T2_NEGATIVE = -1  # plan kind of a healthy T2 case (0 healthy T1 Gd, 1-4 tumour types)
+
+
+def plan_dataset(num_cases: int, seed: int, healthy_fraction: float, t2_fraction: float = 0.0) -> list[CasePlan]:
     """Balanced, shuffled case plan."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _PLAN_STREAM]))
     n_healthy = int(round(num_cases * healthy_fraction))
-    kinds = [0] * n_healthy + [(i % 4) + 1 for i in range(num_cases - n_healthy)]
+    n_t2 = int(round(num_cases * t2_fraction))
+    kinds = [0] * n_healthy + [_T2_NEGATIVE] * n_t2 + [(i % 4) + 1 for i in range(num_cases - n_healthy - n_t2)]
     rng.shuffle(kinds)
     plans = []
     for index, kind in enumerate(kinds):
-        types = [] if kind == 0 else [kind] * (2 if rng.random() < SECOND_LESION_PROBABILITY[kind] else 1)
-        plans.append(CasePlan(f"phantom_{index:04d}", index, case_seed(seed, index), types))
+        types = [] if kind < 1 else [kind] * (2 if rng.random() < SECOND_LESION_PROBABILITY[kind] else 1)
+        contrast = "t2" if kind == _T2_NEGATIVE else "t1gd"
+        plans.append(CasePlan(f"phantom_{index:04d}", index, case_seed(seed, index), types, contrast))
     return plans
 
 
@@ -91,7 +100,8 @@ def _atomic_write_json(data: Any, path: Path) -> None:
 
 def _make_case(folder: str, plan: CasePlan, options: dict) -> dict:
     """Generate and write one case (runs in a worker process)."""
-    case = generate_case(plan.seed, plan.tumour_types or None, healthy=not plan.tumour_types, **options)
+    case = generate_case(plan.seed, plan.tumour_types or None, healthy=not plan.tumour_types,
+                         contrast=plan.contrast, **options)
     root = Path(folder)
     _atomic_write_image(case.image, root / "imagesTr" / f"{plan.case_id}_0000{FILE_ENDING}")
     _atomic_write_image(case.label, root / "labelsTr" / f"{plan.case_id}{FILE_ENDING}")
@@ -107,8 +117,8 @@ MATRIX_RANGE = (32, 1024)
 SLICES_RANGE = (3, 60)
 
 
-def _validate(num_cases: int, healthy_fraction: float, dataset_name: str, workers: int, seed: int,
-              matrix: int | None, n_slices: int | None) -> None:
+def _validate(num_cases: int, healthy_fraction: float, t2_fraction: float, dataset_name: str, workers: int,
+              seed: int, matrix: int | None, n_slices: int | None) -> None:
     """One-line errors for every bad argument, before the output folder is touched."""
     if seed < 0:
         raise BATsegError(f"the seed must be a non-negative integer (got {seed})")
@@ -120,6 +130,9 @@ def _validate(num_cases: int, healthy_fraction: float, dataset_name: str, worker
         raise BATsegError(f"the number of cases must be at least 1 (got {num_cases})")
     if not 0.0 <= healthy_fraction <= 1.0:
         raise BATsegError(f"the healthy fraction must be between 0 and 1 (got {healthy_fraction})")
+    if not 0.0 <= t2_fraction <= 1.0 - healthy_fraction:
+        raise BATsegError(f"the T2 negative fraction must be between 0 and 1 minus the healthy fraction "
+                          f"(got {t2_fraction} with a healthy fraction of {healthy_fraction})")
     if not re.fullmatch(r"Dataset\d{3}_[A-Za-z0-9_\-]+", dataset_name):
         raise BATsegError(f"dataset name {dataset_name!r} is not nnU-Net style: use DatasetNNN_Name, "
                           f"e.g. {DEFAULT_DATASET_NAME}")
@@ -142,7 +155,7 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
         (folder / name).mkdir(parents=True, exist_ok=True)
 
 
-def _dataset_json(num_cases: int, seed: int, healthy_fraction: float) -> dict:
+def _dataset_json(num_cases: int, seed: int, healthy_fraction: float, t2_fraction: float) -> dict:
     return {
         "channel_names": {"0": "T1Gd"},
         "labels": dict(NNUNET_LABELS),
@@ -154,20 +167,22 @@ def _dataset_json(num_cases: int, seed: int, healthy_fraction: float) -> dict:
         "licence": "synthetic data generated by BATsegSlicer; not for clinical use",
         "release": __version__,
         "batseg": {"generator": "batseg.phantoms", "version": __version__, "seed": int(seed),
-                   "healthy_fraction": healthy_fraction, "cord_masks": "cordTr"},
+                   "healthy_fraction": healthy_fraction, "t2_negative_fraction": t2_fraction,
+                   "cord_masks": "cordTr"},
     }
 
 
 def write_dataset(out_dir: str | os.PathLike, num_cases: int, seed: int,
                   dataset_name: str = DEFAULT_DATASET_NAME, healthy_fraction: float = 0.1, *,
                   workers: int = 1, overwrite: bool = False, progress: Progress | None = None,
-                  matrix: int | None = None, n_slices: int | None = None) -> Path:
-    """Write `num_cases` phantoms as an nnU-Net v2 raw dataset; returns the dataset folder."""
-    _validate(num_cases, healthy_fraction, dataset_name, workers, seed, matrix, n_slices)
+                  matrix: int | None = None, n_slices: int | None = None, t2_fraction: float = 0.0) -> Path:
+    """Write `num_cases` phantoms as an nnU-Net v2 raw dataset; returns the dataset folder.
+    `t2_fraction` of them are healthy T2-weighted negatives (see plan_dataset)."""
+    _validate(num_cases, healthy_fraction, t2_fraction, dataset_name, workers, seed, matrix, n_slices)
     progress = progress or Progress("quiet")
     folder = Path(out_dir) / dataset_name
     _prepare_folder(folder, overwrite)
-    plans = plan_dataset(num_cases, seed, healthy_fraction)
+    plans = plan_dataset(num_cases, seed, healthy_fraction, t2_fraction)
     options = {"matrix": matrix, "n_slices": n_slices}
     metas: dict[str, dict] = {}
     start = time.perf_counter()
@@ -189,7 +204,8 @@ def write_dataset(out_dir: str | os.PathLike, num_cases: int, seed: int,
     cases = {plan.case_id: metas[plan.case_id] for plan in plans}
     _atomic_write_json({"generator": "batseg.phantoms", "version": __version__, "seed": int(seed),
                         "num_cases": num_cases, "healthy_fraction": healthy_fraction,
+                        "t2_negative_fraction": t2_fraction,
                         "plans": [asdict(p) for p in plans], "cases": cases,
                         "seconds": round(seconds, 2), "note": DESCRIPTION}, folder / "phantoms.json")
-    _atomic_write_json(_dataset_json(num_cases, seed, healthy_fraction), folder / "dataset.json")
+    _atomic_write_json(_dataset_json(num_cases, seed, healthy_fraction, t2_fraction), folder / "dataset.json")
     return folder

@@ -48,7 +48,7 @@ def replay_dataset(
 
 
 def phantom_recipe(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """Seed, count, healthy share and generator version of a phantom-trained parent, else None."""
+    """Seed, count, healthy and T2 shares and generator version of a phantom-trained parent, else None."""
     dataset_json = manifest.get("nnunet", {}).get("dataset_json", {})
     meta = dataset_json.get("batseg") or {}
     if meta.get("generator") != "batseg.phantoms" or "seed" not in meta:
@@ -57,6 +57,7 @@ def phantom_recipe(manifest: dict[str, Any]) -> dict[str, Any] | None:
         "seed": int(meta["seed"]),
         "num_cases": int(dataset_json.get("numTraining") or manifest["training"]["data"]["num_cases"]),
         "healthy_fraction": float(meta.get("healthy_fraction", 0.1)),
+        "t2_fraction": float(meta.get("t2_negative_fraction", 0.0)),
         "version": str(meta.get("version", "")),
     }
 
@@ -69,7 +70,8 @@ def regenerate_phantoms(manifest: dict[str, Any], folder: Path, progress: Progre
     recipe = phantom_recipe(manifest)
     if recipe is None:
         return None
-    dataset = folder / f"seed{recipe['seed']}_n{recipe['num_cases']}" / DEFAULT_DATASET_NAME
+    t2 = f"_t2{recipe['t2_fraction']:g}" if recipe["t2_fraction"] else ""
+    dataset = folder / f"seed{recipe['seed']}_n{recipe['num_cases']}{t2}" / DEFAULT_DATASET_NAME
     if _complete(dataset, recipe):
         progress.log(f"replaying the parent's phantoms regenerated earlier in {dataset}")
         return dataset
@@ -78,7 +80,8 @@ def regenerate_phantoms(manifest: dict[str, Any], folder: Path, progress: Progre
                      f"{__version__}: the replayed phantoms are similar, not identical")
     progress.log(f"regenerating the parent's {recipe['num_cases']} training phantoms (seed {recipe['seed']}) for replay")
     return write_dataset(dataset.parent, recipe["num_cases"], recipe["seed"], healthy_fraction=recipe["healthy_fraction"],
-                         workers=max(1, os.cpu_count() or 1), overwrite=True, progress=progress)
+                         workers=max(1, os.cpu_count() or 1), overwrite=True, progress=progress,
+                         t2_fraction=recipe["t2_fraction"])
 
 
 def _complete(dataset: Path, recipe: dict[str, Any]) -> bool:
