@@ -143,7 +143,12 @@ def confusion_table(confusion: list[list[int]]) -> str:
     return "\n".join(rows)
 
 
-def target_lines(batseg: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def target_lines(batseg: dict[str, Any], baseline: dict[str, Any] | None, ablation: dict[str, Any] | None = None) -> str:
+    """Met / NOT met per target; the HD95 comparison from the equal-budget ablation pair when this
+    version has no baseline of its own (a fine-tune)."""
+    if baseline is None and ablation is not None:
+        pair = target_lines(ablation["batseg"], ablation["baseline"]).splitlines()[-1]
+        return "\n".join(target_lines(batseg, None).splitlines()[:-1] + [pair + " (from-scratch pair at equal budget, below)"])
     baseline = baseline or EMPTY_SUMMARY
     checks = [
         ("mean Dice >= 0.80", batseg["mean_dice"] is not None and batseg["mean_dice"] >= TARGETS["mean_dice"]),
@@ -232,10 +237,17 @@ def parent_section(manifest: dict[str, Any], parent_file: Path | None) -> str:
     return text
 
 
-def baseline_sentence(baseline: dict | None, manifest: dict[str, Any]) -> str:
+def baseline_sentence(baseline: dict | None, manifest: dict[str, Any], ablation: dict | None = None) -> str:
     """Whether the baseline was trained for this version, and why not."""
     if baseline:
         return "Its figures are in the tables below."
+    if ablation:
+        return (
+            "This version continues a parent, and no baseline parent with the same budget exists, so the "
+            "comparison is made on a pair trained from scratch for it: BATseg and the baseline, same data, seed, "
+            "budget and machine (section \"Boundary head at equal budget\" below); this version's baseline "
+            "column reads n/a."
+        )
     if manifest.get("parent"):
         return (
             "It was NOT trained for this version: this model continues a parent, and no baseline parent "
@@ -246,6 +258,44 @@ def baseline_sentence(baseline: dict | None, manifest: dict[str, Any]) -> str:
         "It was NOT trained for this version: the CPU time of the session that trained it went to BATseg "
         "itself, so the comparison asked for is still to be made; its column reads n/a."
     )
+
+
+def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
+    """The from-scratch BATseg / baseline pair of another recipe run (`--ablation-work`), or None."""
+    if work is None:
+        return None
+    pair = {}
+    for key, model in (("batseg", name), ("baseline", f"{name}-baseline")):
+        pair[key] = summary(load_json(work / f"eval_{model}.json"))
+        pair[key]["t2_negatives_with_lesion"] = cases_with_lesions(work / f"pred_t2_{model}")
+    training = read_manifest(work / f"{name}-tuned.batseg").get("training", {})
+    pair["budget"] = (f"{training.get('epochs_completed')} epochs x {training.get('iterations_per_epoch')} iterations, "
+                      f"batch {training.get('batch_size')}")
+    pair["cases"] = training.get("data", {}).get("num_cases")
+    pair["command"] = " ".join(training.get("command", []))
+    return pair
+
+
+def ablation_section(ablation: dict[str, Any] | None) -> str:
+    """The equal-budget comparison of the boundary head, for a version without its own baseline."""
+    if ablation is None:
+        return ""
+    return f"""## Boundary head at equal budget (from-scratch pair)
+
+BATseg and the nnU-Net baseline (`--loss none`: the same network without the field head) trained
+from scratch on the same {ablation['cases']} phantoms, seed and machine, {ablation['budget']}, by
+`scripts/train_shipped_model.sh` without FINETUNE_FROM; each model with its own minimum lesion
+volume tuned on the validation phantoms, scored on the same 40 held-out phantoms. Neither model
+is this version: the pair isolates what the boundary head does under one budget. BATseg's command:
+
+```
+{ablation['command']}
+```
+
+{comparison_table(ablation['batseg'], ablation['baseline'])}
+
+{detection_table(ablation['batseg'], ablation['baseline'])}
+"""
 
 
 def machine_text(device: str) -> str:
@@ -262,7 +312,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def card_text(args: argparse.Namespace, manifest: dict[str, Any], batseg: dict, baseline: dict, real: dict, model_file: Path) -> str:
+def card_text(args: argparse.Namespace, manifest: dict[str, Any], batseg: dict, baseline: dict, real: dict, model_file: Path,
+              ablation: dict[str, Any] | None = None) -> str:
     training = manifest.get("training", {})
     real_lines = "\n".join(f"| {name} | {count} |" for name, count in real.items())
     command = " ".join(training.get("command", [])) or "see scripts/train_shipped_model.sh"
@@ -311,7 +362,7 @@ iterations on a GPU; retrain with `EPOCHS`/`ITERS` raised (and `DEVICE=cuda`) fo
 {parent_section(manifest, args.parent_file)}
 
 The nnU-Net baseline is the same network without the field head (`--loss none`), trained with
-the same data, seed, budget and machine. {baseline_sentence(baseline, manifest)}
+the same data, seed, budget and machine. {baseline_sentence(baseline, manifest, ablation)}
 
 ## Postprocessing
 
@@ -332,8 +383,9 @@ Lesion type confusion, BATseg (rows true type, columns predicted type, detected 
 
 Targets set for the shipped model:
 
-{target_lines(batseg, baseline)}
+{target_lines(batseg, baseline, ablation)}
 
+{ablation_section(ablation)}
 ## Real healthy spinal cords
 
 The real scans in `../shared/data/real-spine-mri` (healthy volunteers; T1w without contrast and
@@ -388,6 +440,8 @@ def main() -> None:
     parser.add_argument("--commit", default=None, help="commit the training ran at (default: the current HEAD)")
     parser.add_argument("--parent-file", type=Path, default=None, help="the parent model file of a fine-tuned model")
     parser.add_argument("--train-data", type=Path, default=None, help="the phantom training set (its phantoms.json)")
+    parser.add_argument("--ablation-work", type=Path, default=None,
+                        help="work dir of a from-scratch recipe run (BATseg + baseline) to report for a fine-tuned model")
     parser.add_argument("--version", default=None, help="version to record (default: the trained file's)")
     parser.add_argument("--force", action="store_true", help="replace an existing shipped file of that version")
     args = parser.parse_args()
@@ -406,6 +460,9 @@ def main() -> None:
         "nnunet_baseline_held_out_phantoms": baseline or "not trained",
         "real_healthy_scans_lesions_reported": real,
     }
+    ablation = read_ablation(args.ablation_work, args.name)
+    if ablation:
+        metrics["boundary_head_ablation_from_scratch"] = {k: ablation[k] for k in ("budget", "cases", "batseg", "baseline")}
     MODELS.mkdir(parents=True, exist_ok=True)
     version = args.version or manifest["version"]
     target = MODELS / f"{args.name}-{version}.batseg"
@@ -414,7 +471,7 @@ def main() -> None:
         raise SystemExit(f"{target} already exists: choose another VERSION, or pass --force to replace it")
     with_manifest_updates(source, {"metrics": metrics, "version": version}, target, overwrite=True)
     card = MODELS / f"{args.name}-{version}.md"
-    card.write_text(card_text(args, read_manifest(target), batseg, baseline, real, target))
+    card.write_text(card_text(args, read_manifest(target), batseg, baseline, real, target, ablation))
     shutil.copyfile(args.work / f"eval_{args.name}.png", MODELS / f"{args.name}-{version}.eval.png")
     print(f"wrote {target} (sha256 {sha256_file(target)}) and {card}")
 

@@ -10,6 +10,8 @@
 # Data knobs: TRAIN_CASES (default 200) and T2_FRACTION (default 0), the share of them that are
 # healthy T2-weighted "wrong contrast" negatives (`batseg phantom --t2-negative-fraction`).
 # COMMIT names the commit the training ran at, for the card (default: the current HEAD).
+# ABLATION_WORK=DIR: the work dir of a from-scratch run of this script (BATseg + baseline), whose
+# equal-budget comparison the card of a fine-tuned model then reports.
 # FINETUNE_FROM=MODEL.batseg continues a trained model instead of training from scratch
 # (with LR, default 0.005, and the parent's plans and patch); the baseline is then skipped,
 # since no baseline parent with the same budget exists. Models 0.3.0 to 0.5.0 were made this way:
@@ -114,5 +116,5 @@ batseg predict -i "$W/real/images" -o "$W/pred_real" --model "$W/$NAME-tuned.bat
 # 6. Model card, and the model file with its measured metrics into Resources/Models.
 python scripts/make_model_card.py --work "$W" --name "$NAME" --epochs "$EPOCHS" --iters "$ITERS" --patch $PATCH \
   --batch "$BATCH" --oversampling "$OVERSAMPLING" --device "$DEVICE" ${FINETUNE_FROM:+--parent-file "$FINETUNE_FROM"} \
-  --train-data "$TRAIN" \
+  --train-data "$TRAIN" ${ABLATION_WORK:+--ablation-work "$ABLATION_WORK"} \
   ${COMMIT:+--commit "$COMMIT"} ${FORCE:+--force}
