@@ -7,6 +7,9 @@ model's plans re-targeted at the new dataset, then `preprocess_dataset` for `3d_
 Decision: preprocessing is skipped when the same plans were already used on the same
 imported dataset (a record next to the plans stores their hash), so `--resume` and repeated
 runs (e.g. other losses, folds, epochs) reuse the preprocessed data.
+
+After preprocessing, tumour-free cases with a cord mask get cord locations for their
+oversampled patches (`negative_sampling.py`), before the data is marked current.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from batseg.errors import BATsegError
 from batseg.training.plans import CONFIGURATION, BATsegPlanner, plans_identifier, target_spacing_for
@@ -84,13 +87,16 @@ def plan_and_preprocess(
     dataset_name: str,
     topology: str,
     parent_plans: dict[str, Any] | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> str:
     """Fingerprint, plan (or adopt `parent_plans`) and preprocess; returns the plans identifier."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprint_dataset,
         preprocess_dataset,
     )
-    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+
+    from batseg.training.negative_sampling import add_cord_locations
 
     identifier = plans_identifier(topology) if parent_plans is None else f"{plans_identifier(topology)}_finetune"
     folder = Path(nnUNet_preprocessed.require()) / dataset_name
@@ -121,5 +127,9 @@ def plan_and_preprocess(
         num_processes=[n],
         show_progress_bar=False,
     )
+    raw = Path(nnUNet_raw.require()) / dataset_name
+    added = _nnunet_call("map the cord masks", add_cord_locations, raw, folder, identifier, CONFIGURATION)
+    if added:
+        log(f"{added} tumour-free case(s) centre their oversampled patches on the spinal cord (cordTr masks)")
     _mark_current(folder, identifier)
     return identifier

@@ -125,7 +125,7 @@ def prepare_data(
     if differing and dataset_name is None:
         progress.log(f"{differing} case(s) stored in another orientation were reoriented to {orientation}")
     with progress.stage("plan and preprocess"), quiet_nnunet(progress, workdir.root / "logs" / "nnunet.log"):
-        identifier = plan_and_preprocess(name, topology, parent_plans)
+        identifier = plan_and_preprocess(name, topology, parent_plans, log=progress.log)
     return PreparedData(raw, name, identifier, types, raw.description, sources or [str(raw.folder)], orientation)
 
 
