@@ -199,6 +199,7 @@ def test_t2_negatives_take_the_tumour_cases_share_and_leave_t1_plans_unchanged()
     t2 = [p for p in plans if p.contrast == "t2"]
     assert len(t2) == 8 and all(not p.tumour_types for p in t2)
     assert sum(not p.tumour_types for p in plans) == 12
+    assert [p.contrast for p in plan_dataset(3, 0, 0.5, 0.5)].count("t1gd") == 2  # 1.5 + 1.5 rounded: still 3 cases
     # The shipped model's training plan (200 phantoms, seed 2026), as made before T2 negatives existed.
     shipped = [(p.case_id, p.seed, p.tumour_types) for p in plan_dataset(200, 2026, 0.1)]
     assert hashlib.sha256(json.dumps(shipped).encode()).hexdigest()[:16] == "d40ab154854f5a26"

@@ -90,8 +90,8 @@ def training_data_text(train_data: Path | None) -> str:
     text = (f"{len(plans)} synthetic phantoms from `batseg phantom -n {len(plans)} --seed {record['seed']}{option}` "
             f"({', '.join(f'{n} {c.key}' for n, c in zip(per_type, TUMOUR_CLASSES))}, {healthy} healthy")
     if t2:
-        text += (f", and {t2} healthy phantoms rendered T2-weighted: wrong-contrast negatives, so that a T2 scan "
-                 "loaded by mistake does not have its bright CSF reported as tumour")
+        text += (f", and {t2} healthy phantoms rendered T2-weighted: wrong-contrast negatives, meant to teach the "
+                 "model that the bright CSF of a T2 scan loaded by mistake is not tumour")
     return text + ")"
 
 
@@ -356,7 +356,9 @@ foreground oversampling {args.oversampling}, seed 1, {machine_text(args.device)}
 learning rate from {training.get('learning_rate', 0.01):g}, its augmentation; the field is computed in the augmentation worker
 after spatial augmentation. Segmentation loss: nnU-Net's CE + soft Dice without its smoothing term (since
 commit 8cac7b8, `docs/method.md`: with nnU-Net's 1e-5, which models up to 0.4.0 were trained with, an
-empty prediction scored best on one-tumour-type phantoms and a fine-tune collapsed). This is a very small budget next to the paper's 1000 x 250
+empty prediction scored best on one-tumour-type phantoms and a fine-tune collapsed). Since commit 16d1b76
+(models from 0.6.0), tumour-free cases with a cord mask centre their oversampled patches on the spinal cord
+(`training/negative_sampling.py`). This is a very small budget next to the paper's 1000 x 250
 iterations on a GPU; retrain with `EPOCHS`/`ITERS` raised (and `DEVICE=cuda`) for a stronger model.
 
 {parent_section(manifest, args.parent_file)}

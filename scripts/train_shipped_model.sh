@@ -14,10 +14,11 @@
 # equal-budget comparison the card of a fine-tuned model then reports.
 # FINETUNE_FROM=MODEL.batseg continues a trained model instead of training from scratch
 # (with LR, default 0.005, and the parent's plans and patch); the baseline is then skipped,
-# since no baseline parent with the same budget exists. Models 0.3.0 to 0.5.0 were made this way:
+# since no baseline parent with the same budget exists. Models 0.3.0 to 0.6.0 were made this way:
 #   FINETUNE_FROM=<0.2.0 file, git commit 5481c05> EPOCHS=60 VERSION=0.3.0 bash scripts/train_shipped_model.sh
 #   FINETUNE_FROM=<0.3.0 file, git commit 8097f92> EPOCHS=90 VERSION=0.4.0 bash scripts/train_shipped_model.sh
 #   FINETUNE_FROM=<0.4.0 file, git commit d2e20d4> EPOCHS=75 LR=0.004 VERSION=0.5.0 bash scripts/train_shipped_model.sh
+#   FINETUNE_FROM=<0.5.0 file, git commit 6ef0669> EPOCHS=30 LR=0.002 TRAIN_CASES=240 T2_FRACTION=0.125 VERSION=0.6.0 bash scripts/train_shipped_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate

@@ -75,7 +75,7 @@ def plan_dataset(num_cases: int, seed: int, healthy_fraction: float, t2_fraction
     """Balanced, shuffled case plan."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _PLAN_STREAM]))
     n_healthy = int(round(num_cases * healthy_fraction))
-    n_t2 = int(round(num_cases * t2_fraction))
+    n_t2 = min(int(round(num_cases * t2_fraction)), num_cases - n_healthy)  # both rounded up must still fit
     kinds = [0] * n_healthy + [_T2_NEGATIVE] * n_t2 + [(i % 4) + 1 for i in range(num_cases - n_healthy - n_t2)]
     rng.shuffle(kinds)
     plans = []
