@@ -413,9 +413,9 @@ def reproduce_text(args: argparse.Namespace, manifest: dict[str, Any]) -> str:
     """The one command that rebuilds this model and every number of its card."""
     version = manifest["version"]
     budget = f"EPOCHS={args.epochs} ITERS={args.iters} VERSION={version}"
-    if args.train_data is not None and args.train_data.parent.name != "train":  # TRAIN_CASES / T2_FRACTION set
-        record = load_json(args.train_data / "phantoms.json")
-        budget += f" TRAIN_CASES={record['num_cases']} T2_FRACTION={record['t2_negative_fraction']:g}"
+    record = load_json(args.train_data / "phantoms.json") if args.train_data is not None else {}
+    if record.get("t2_negative_fraction") or record.get("num_cases", 200) != 200:  # the recipe's data knobs were set
+        budget += f" TRAIN_CASES={record['num_cases']} T2_FRACTION={record.get('t2_negative_fraction', 0):g}"
     parent = manifest.get("parent")
     if not parent:
         return f"Reproduce every number above with `{budget} bash scripts/train_shipped_model.sh` at commit `{args.commit}`."
