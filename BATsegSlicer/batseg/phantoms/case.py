@@ -12,7 +12,7 @@ ependymoma mostly cervical or at the conus, astrocytoma cervical/thoracic, heman
 cervical/thoracic); healthy cases draw the region uniformly.
 
 `contrast="t2"` renders a healthy case as sagittal T2-weighted instead (tissues.py): a
-"wrong contrast" negative that teaches the T1 Gd model not to report bright CSF as tumour. Only
+"wrong contrast" negative, meant to teach the T1 Gd model not to report bright CSF as tumour. Only
 healthy cases exist in T2, since no tumour appearance is modelled in that contrast; the same
 seed gives the same anatomy and acquisition as its T1 Gd twin.
 """

@@ -9,9 +9,9 @@ per-tissue texture amplitude modulates them with a smooth random field, so that 
 cannot learn a fixed grey value per tissue.
 
 A second table gives sagittal T2-weighted (turbo spin echo) signal, for healthy "wrong contrast"
-negatives only: CSF brightest, fat bright, cord dark against CSF (cord/CSF 0.38-0.40 measured
-on the three real T2 scans of ../shared/data/real-spine-mri with scripts/phantom_realism.py's
-`measure`). A model for T1 Gd that never saw a T2 scan reports the bright CSF column as an
+negatives only: CSF brightest, fat bright, cord dark against CSF (cord/CSF 0.39-0.46 on the
+three real T2 scans of ../shared/data/real-spine-mri: `python scripts/t2_realism.py`, table in
+docs/phantoms.md). A model for T1 Gd that never saw a T2 scan reports the bright CSF column as an
 enhancing tumour (model 0.5.0 did, on both real cervico-thoracic T2 scans).
 """
 
@@ -107,7 +107,7 @@ def draw_tissue_signal(rng: np.random.Generator, contrast: str = "t1gd") -> Tiss
         signal[tissue] = mean + rng.uniform(-spread, spread)
         texture[tissue] = tex * rng.uniform(0.7, 1.3)
     if contrast == "t2":
-        # T2: CSF at least twice the cord (the real scans: 2.5-2.7 times).
+        # T2: CSF at least twice the cord (the real scans: 2.2-2.6 times, docs/phantoms.md).
         signal[CORD] = min(signal[CORD], 0.5 * signal[CSF])
         return TissueSignal(signal, texture)
     # Keep the contrasts the radiologist relies on: CSF darker than cord, cord darker than fat.
