@@ -17,9 +17,11 @@ def write_dicom_series(
     first_instance: int = 1,
     skip: tuple[int, ...] = (),
     with_pixel_spacing: bool = True,
+    extra_tags: dict[str, str] | None = None,
 ) -> Path:
     """One file per slice of a 3-D int16 image, with position, orientation and series tags.
 
+    `extra_tags` adds tags ("gggg|eeee": value) to every slice (e.g. EchoTime 0018|0081).
     `skip` leaves slices out (to make a series with a gap); `with_pixel_spacing=False` removes
     PixelSpacing (0028,0030) after writing.
     """
@@ -39,6 +41,7 @@ def write_dicom_series(
         "0020|000e": series_uid,
         "0008|103e": description,
         "0020|0037": "\\".join(f"{v:.9f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
+        **(extra_tags or {}),
     }
     for k in range(image.GetDepth()):
         if k in skip:

@@ -1,7 +1,9 @@
 """BATsegLogic: MRML in, MRML out; the network always runs in a child process on files.
 
 Segmentation run (`process` / `startSegmentation`):
-1. the input volume is written to a private temporary folder (storage node, no scene change);
+1. the input volume is written to a private temporary folder (storage node, no scene change),
+   with the contrast facts of its DICOM header beside it when it came from DICOM
+   (dicom_sidecar.py: the engine warns when the scan is not T1-weighted);
 2. `python -m batseg predict ...` runs as a child process (`jobs.Job`, `process.ChildProcess`);
 3. only after it exits with status 0 are its outputs read, checked to lie on the input grid,
    and added to the scene: one segmentation node with the four tumour segments (empty ones
@@ -36,6 +38,7 @@ from batseg.postprocess_settings import recommended_min_volume
 from BATsegSlicerLib import commands
 from BATsegSlicerLib.ai_output import remember_ai_output
 from BATsegSlicerLib.commands import PredictOptions
+from BATsegSlicerLib.dicom_sidecar import write_sidecar
 from BATsegSlicerLib.export import ExportedCase, export_case
 from BATsegSlicerLib.jobs import Job, JobState
 from BATsegSlicerLib.lesion_report import Lesion, fill_table_node, lesions_from_report, read_report
@@ -135,6 +138,7 @@ class BATsegLogic(_LogicBase):
             os.makedirs(os.path.dirname(input_path))
             os.makedirs(output_dir)
             write_volume(inputVolume, input_path)
+            write_sidecar(inputVolume, input_path)  # the DICOM contrast facts, for the engine's T1 check
             command = commands.build_predict_command(self.pythonExecutable(), input_path, output_dir, modelPath, options)
             process = ChildProcess(command, env=commands.child_environment(), cwd=workdir)
         except BaseException:

@@ -132,7 +132,8 @@ def _unreadable(path: Path, exc: Exception) -> InputImageError:
 
 
 def _dicom_cases(folder: Path, top_name: str) -> list[Case]:
-    series = find_dicom_series(folder, not_dicom=IMAGE_SUFFIXES)
+    # BIDS sidecars (.json) beside the images are not DICOM either (batseg.acquisition reads them).
+    series = find_dicom_series(folder, not_dicom=IMAGE_SUFFIXES + (".json",))
     by_folder: dict[Path, list[DicomSeries]] = {}
     for entry in series:
         by_folder.setdefault(entry.folder, []).append(entry)

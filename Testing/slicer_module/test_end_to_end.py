@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import glob
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import slicer
 
 from BATsegSlicerLib.commands import MODULE_DIR, PredictOptions
+from BATsegSlicerLib.dicom_sidecar import INSTANCE_UIDS_ATTRIBUTE
 from BATsegSlicerLib.jobs import JobState
 from BATsegSlicerLib.logic import BATsegLogic
 from BATsegSlicerLib.sample_data import read_sample_cases
@@ -54,13 +56,20 @@ def test_apply_with_the_shipped_model_on_a_sample_case(mrml, tmp_path):
 
 
 @pytest.mark.slow
-def test_apply_on_a_real_healthy_scan_keeps_its_geometry(mrml, t2_volume, tmp_path):
+def test_apply_on_a_real_healthy_scan_keeps_its_geometry(mrml, t2_volume, tmp_path, monkeypatch):
     """The shipped model through the child process on a real scan (PSR, 1 mm, no tumour):
-    the segmentation shares the input's geometry and the scene gains only the results."""
+    the segmentation shares the input's geometry and the scene gains only the results. The scan
+    is a T2: presented as loaded from DICOM (a stand-in database with T2 times), the run warns."""
     assert SHIPPED, "no shipped model in BATsegSlicer/Resources/Models"
+    t2_volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4 1.2.3.5")
+    tags = {"0018,0081": "102", "0018,0080": "2500", "0008,0060": "MR", "0008,103E": "T2 SAG"}
+    monkeypatch.setattr(slicer, "dicomDatabase", SimpleNamespace(instanceValue=lambda uid, tag: tags.get(tag, "")),
+                        raising=False)
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"))
     job = logic.process(t2_volume, SHIPPED[0], PredictOptions(device="cpu"), timeout=540)
     assert job.state is JobState.SUCCEEDED, job.error + "\n" + job.full_log()
+    assert any("looks T2-weighted" in w and "EchoTime 102 ms" in w for w in job.result.warnings), job.result.warnings
+    assert job.result.report["acquisition"]["weighting"] == "T2-weighted"
     segmentation = job.result.segmentation
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 4
     reference = segmentation.GetSegmentation().GetConversionParameter("Reference image geometry")

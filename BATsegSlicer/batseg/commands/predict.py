@@ -15,8 +15,8 @@ With ``--progress json`` (the Slicer module) each segmented case ends with one e
 [, "probabilities"][, "field"]}, "lesions", "total_volume_cm3", "timings": {"read",
 "preprocess", "predict", "resample back", "postprocess", "report", "write", "total"} (seconds),
 "peak_memory_mb", "warnings": [...], "details": {"model_shape", "tile", "tiles", "backend",
-"device", "tta", "resampling", ...}}``; warnings (the disclaimer, a non-sagittal image) are
-``log`` events starting with "warning: ".
+"device", "tta", "resampling", ...}}``; warnings (the disclaimer, a non-sagittal image, a scan
+whose metadata says it is not T1: `batseg.acquisition`) are ``log`` events starting with "warning: ".
 """
 
 from __future__ import annotations

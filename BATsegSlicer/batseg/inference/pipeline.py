@@ -4,7 +4,9 @@ Used by `batseg predict` (and, through it, by the Slicer module and `batseg benc
 Outputs for a case named CASE (the input file name without its extension, or the DICOM
 folder's name), all written atomically into OUT_DIR:
 - CASE.nii.gz: uint8 label map 0-4 on the input's exact grid;
-- CASE.report.json and CASE.report.csv: the per-lesion report (`batseg.report`);
+- CASE.report.json and CASE.report.csv: the per-lesion report (`batseg.report`); the JSON also
+  holds the run's warnings and the input's acquisition facts (`batseg.acquisition`: a scan whose
+  metadata says it is not T1, e.g. a T2 series loaded by mistake, gets a warning);
 - CASE.probabilities.nii.gz (option): 4-component float32 image, tumour classes 1-4;
 - CASE.field.nii.gz (option): the distance-field head's output, one component per channel.
 
@@ -25,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
+from batseg import acquisition
 from batseg.atomic_files import check_can_write, write_all_or_nothing
 from batseg.errors import BATsegError
 from batseg.inference.memory import peak_resident_bytes
@@ -147,8 +150,10 @@ def segment_case(
 
     with stage("read"):
         image = read_image(case, lambda info: predictor.check_memory(info, case.name, options.save_field))
+    facts = acquisition.of_case(case)
     prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field)
     timings.update(prediction.timings)
+    warnings = prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w]
     with stage("postprocess"):
         labels = postprocess_labels(prediction.labels, prediction.probabilities, options)
     with stage("report"):
@@ -160,6 +165,8 @@ def segment_case(
             "version": predictor.manifest.get("version"),
             "weights_sha256": predictor.manifest.get("weights_sha256"),
         }
+        report["acquisition"] = facts.as_dict()  # what the scanner metadata says of the contrast
+        report["warnings"] = warnings
     paths = output_paths(case.name, out_dir, options)
     outputs: dict[str, tuple[Any, Any]] = {"labels": (paths["labels"], labels)}
     if options.save_probabilities:
@@ -180,7 +187,7 @@ def segment_case(
         "total_volume_cm3": report["total_volume_cm3"],
         "timings": {name: round(seconds, 4) for name, seconds in timings.items()},
         "peak_memory_mb": round(peak_resident_bytes() / 1024**2, 1),
-        "warnings": prediction.warnings,
+        "warnings": warnings,
         "details": prediction.details,
     }
 
