@@ -1,7 +1,7 @@
 """Where model files are found: the shipped folder and the user's folder.
 
 - Shipped models: ``BATsegSlicer/Resources/Models/*.batseg`` (next to the engine package in
-  the source tree and in the Slicer extension).
+  the source tree and in the Slicer extension; inside the package in a wheel, `batseg.resources`).
 - User models: ``$BATSEG_MODELS_DIR`` if set, else ``~/.batseg/models``.
 
 `default_model_path()` is the shipped model used when `--model` is not given. Decision: the
@@ -25,8 +25,9 @@ from typing import Any
 
 from batseg.errors import ModelFileError
 from batseg.model_file import MODEL_SUFFIX, read_manifest
+from batseg.resources import shipped_dir
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+SHIPPED_DIR = shipped_dir("Models")
 USER_DIR_ENV = "BATSEG_MODELS_DIR"
 
 

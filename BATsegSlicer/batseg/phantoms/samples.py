@@ -1,6 +1,7 @@
 """The bundled sample cases (one phantom per tumour type) and their integrity check.
 
-The files live in BATsegSlicer/Resources/SampleData/ next to `sample_data.json`, which lists for
+The files live in BATsegSlicer/Resources/SampleData/ (in a wheel: inside the package, see
+`batseg.resources`) next to `sample_data.json`, which lists for
 each case its name, image, label and thumbnail files with their SHA-256 digests. They are made
 by scripts/make_sample_data.py (fixed seeds, deterministic). Synthetic data; not for clinical use.
 """
@@ -12,8 +13,9 @@ import json
 from pathlib import Path
 
 from batseg.errors import BATsegError
+from batseg.resources import shipped_dir
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "Resources" / "SampleData"
+SAMPLE_DIR = shipped_dir("SampleData")
 MANIFEST_NAME = "sample_data.json"
 FILE_KINDS = ("image", "label", "thumbnail")
 
