@@ -273,6 +273,8 @@ def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
                       f"batch {training.get('batch_size')}")
     pair["cases"] = training.get("data", {}).get("num_cases")
     pair["command"] = " ".join(training.get("command", []))
+    commit_file = work / "COMMIT"  # the commit the pair trained at, when the run recorded it
+    pair["commit"] = commit_file.read_text().strip() if commit_file.is_file() else None
     return pair
 
 
@@ -280,13 +282,14 @@ def ablation_section(ablation: dict[str, Any] | None) -> str:
     """The equal-budget comparison of the boundary head, for a version without its own baseline."""
     if ablation is None:
         return ""
+    trained_at = f"Both trained with the code of commit `{ablation['commit']}`. " if ablation.get("commit") else ""
     return f"""## Boundary head at equal budget (from-scratch pair)
 
 BATseg and the nnU-Net baseline (`--loss none`: the same network without the field head) trained
 from scratch on the same {ablation['cases']} phantoms, seed and machine, {ablation['budget']}, by
 `scripts/train_shipped_model.sh` without FINETUNE_FROM; each model with its own minimum lesion
 volume tuned on the validation phantoms, scored on the same 40 held-out phantoms. Neither model
-is this version: the pair isolates what the boundary head does under one budget. BATseg's command:
+is this version: the pair isolates what the boundary head does under one budget. {trained_at}BATseg's command:
 
 ```
 {ablation['command']}

@@ -86,6 +86,8 @@ finetune() {  # $1 parent model file, $2 output, $3 threads: the parent's loss, 
     --name "$NAME" --version "$VERSION" --overwrite ${RESUME:+--resume} --progress bar
 }
 MODELS=("$NAME")
+# The commit the models train at, for a card that reports this run as its ablation pair (kept on a rerun).
+[ -f "$W/COMMIT" ] || echo "${COMMIT:-$(git rev-parse HEAD)}" > "$W/COMMIT"
 if [ -n "$FINETUNE_FROM" ]; then
   [ -f "$W/$NAME.batseg" ] || finetune "$FINETUNE_FROM" "$W/$NAME.batseg" "$THREADS" > "$W/train_cubic.log" 2>&1
 else
