@@ -402,6 +402,10 @@ postprocessing (the correct answer is 0 for each):
 |---|---|
 {real_lines}
 
+The files carry no acquisition metadata, so `batseg predict` cannot tell that the T2 scans are
+T2. A scan loaded from DICOM, or with a BIDS sidecar, whose echo time says T2 is segmented with a
+warning that the model expects T1 Gd (`batseg/acquisition.py`, `docs/inference.md`).
+
 ## Limitations
 
 - Synthetic training data: real tumours, scanners and artefacts differ from the phantoms.
