@@ -162,6 +162,12 @@ def target_lines(batseg: dict[str, Any], baseline: dict[str, Any] | None, ablati
     lines = [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in checks]
     if baseline["mean_hd95_mm"] is None:  # no baseline trained: the comparison is unknown, not failed
         lines[-1] = f"- {checks[-1][0]}: **not measured** (no baseline was trained for this version)"
+    elif not batseg["detection_tpr"] or not baseline["detection_tpr"]:
+        # A model that finds nothing scores the 450 mm miss rule in every class: equal HD95s would read "met".
+        silent = [n for n, s in (("BATseg", batseg), ("the baseline", baseline)) if not s["detection_tpr"]]
+        verb, whose = ("detect", "their") if len(silent) == 2 else ("detects", "its")
+        lines[-1] = (f"- {checks[-1][0]}: **not measured** ({' and '.join(silent)} {verb} no lesion, so {whose} "
+                     "HD95 is the 450 mm rule for a missed class, not a boundary distance)")
     return "\n".join(lines)
 
 
