@@ -1,0 +1,41 @@
+"""The model card's target verdicts (scripts/make_model_card.py): what reads "met", "NOT met" and
+"not measured", so that a comparison with nothing behind it never reads "met"."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_model_card.py"
+spec = importlib.util.spec_from_file_location("make_model_card", SCRIPT)
+card = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(card)
+
+FINDS = {**card.EMPTY_SUMMARY, "mean_dice": 0.7, "mean_hd95_mm": 40.0, "type_accuracy": 0.95, "detection_tpr": 0.85}
+SILENT = {**card.EMPTY_SUMMARY, "mean_dice": 0.0, "mean_hd95_mm": 450.0, "detection_tpr": 0.0}
+
+
+def verdict(lines: str) -> str:
+    return lines.splitlines()[-1]
+
+
+def test_hd95_comparison_met_and_not_met() -> None:
+    assert "**met**" in verdict(card.target_lines(FINDS, {**FINDS, "mean_hd95_mm": 45.0}))
+    assert "**NOT met**" in verdict(card.target_lines(FINDS, {**FINDS, "mean_hd95_mm": 35.0}))
+    lines = card.target_lines(FINDS, None).splitlines()
+    assert "**NOT met**" in lines[0] and "**NOT met**" in lines[1] and "**met**" in lines[2]
+
+
+def test_no_baseline_or_a_silent_model_is_not_measured() -> None:
+    assert "not measured" in verdict(card.target_lines(FINDS, None))
+    # Both models find nothing: 450 mm on both sides is not "no worse".
+    both = verdict(card.target_lines(SILENT, SILENT))
+    assert "not measured" in both and "BATseg and the baseline detect no lesion" in both
+    assert "the baseline detects no lesion" in verdict(card.target_lines(FINDS, SILENT))
+
+
+def test_a_fine_tune_takes_the_comparison_from_its_ablation_pair() -> None:
+    pair = {"batseg": FINDS, "baseline": {**FINDS, "mean_hd95_mm": 60.0}}
+    line = verdict(card.target_lines(FINDS, None, pair))
+    assert "**met**" in line and "from-scratch pair" in line
+    assert "not measured" in verdict(card.target_lines(FINDS, None, {"batseg": SILENT, "baseline": FINDS}))
