@@ -284,6 +284,10 @@ def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
     return pair
 
 
+# Below this lesion detection rate a model of the pair has hardly begun to segment.
+EARLY_DETECTION_RATE = 0.2
+
+
 def ablation_section(ablation: dict[str, Any] | None) -> str:
     """The equal-budget comparison of the boundary head, for a version without its own baseline."""
     if ablation is None:
@@ -295,16 +299,40 @@ BATseg and the nnU-Net baseline (`--loss none`: the same network without the fie
 from scratch on the same {ablation['cases']} phantoms, seed and machine, {ablation['budget']}, by
 `scripts/train_shipped_model.sh` without FINETUNE_FROM; each model with its own minimum lesion
 volume tuned on the validation phantoms, scored on the same 40 held-out phantoms. Neither model
-is this version: the pair isolates what the boundary head does under one budget. {trained_at}BATseg's command:
+is this version: the pair isolates what the boundary head does under one budget (the version in
+their commands is only the recipe's label). {trained_at}BATseg's command:
 
 ```
 {ablation['command']}
 ```
-
+{resumed_note(ablation['command'])}
 {comparison_table(ablation['batseg'], ablation['baseline'])}
 
 {detection_table(ablation['batseg'], ablation['baseline'])}
-"""
+{pair_reading(ablation)}"""
+
+
+def resumed_note(command: str) -> str:
+    """A sentence when the pair's recorded command continued an interrupted run."""
+    if "--resume" not in command.split():
+        return ""
+    return ("\nThe run was interrupted and continued from nnU-Net's latest checkpoint (`--resume`; checkpoints "
+            "every 10 epochs): training restarted from that checkpoint's weights and schedule, so the model went "
+            "through the budget once (the epochs run after the checkpoint and before the interruption were "
+            "discarded).\n")
+
+
+def pair_reading(ablation: dict[str, Any]) -> str:
+    """What the pair can say: nothing about boundaries while either model has hardly begun to detect."""
+    rates = [ablation[k]["detection_tpr"] or 0.0 for k in ("batseg", "baseline")]
+    if min(rates) >= EARLY_DETECTION_RATE:
+        return ""
+    return (
+        f"\nAt this budget the pair has hardly begun to segment (lesion detection {pct(rates[0])}% for BATseg, "
+        f"{pct(rates[1])}% for the baseline), so it says little about what the boundary head does for boundaries. "
+        "The comparison needs a budget at which both models find the tumours: `DEVICE=cuda EPOCHS=1000 ITERS=250 VERSION=1.0.0 "
+        "bash scripts/train_shipped_model.sh` trains the pair on a GPU.\n"
+    )
 
 
 def machine_text(device: str) -> str:
