@@ -17,11 +17,23 @@ import json
 import os
 from typing import Callable
 
+from batseg import acquisition
+
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
 
-# BIDS key -> DICOM tag (as Slicer's DICOM database spells it); times are converted ms -> s.
-TIME_TAGS = {"EchoTime": "0018,0081", "RepetitionTime": "0018,0080", "InversionTime": "0018,0082"}
-TEXT_TAGS = {"Modality": "0008,0060", "SeriesDescription": "0008,103E", "ContrastBolusAgent": "0018,0010"}
+
+def _database_tag(tag: str) -> str:
+    """A SimpleITK tag ("0018|0081", as the engine reads headers) as Slicer's DICOM database spells it."""
+    return tag.replace("|", ",").upper()
+
+
+# BIDS key -> DICOM tag, the tags the engine reads from a header; times are converted ms -> s.
+TIME_TAGS = {key: _database_tag(tag) for key, tag in (
+    ("EchoTime", acquisition.TAG_ECHO_TIME), ("RepetitionTime", acquisition.TAG_REPETITION_TIME),
+    ("InversionTime", acquisition.TAG_INVERSION_TIME))}
+TEXT_TAGS = {key: _database_tag(tag) for key, tag in (
+    ("Modality", acquisition.TAG_MODALITY), ("SeriesDescription", acquisition.TAG_DESCRIPTION),
+    ("ContrastBolusAgent", acquisition.TAG_CONTRAST_AGENT))}
 
 InstanceValue = Callable[[str, str], str]  # (instance UID, tag) -> value, '' when absent
 
@@ -41,7 +53,7 @@ def acquisition_facts(volume_node, instance_value: InstanceValue) -> dict:
         return {}
     facts: dict = {}
     for key, tag in TIME_TAGS.items():
-        value = _first_number(instance_value(uids[0], tag))
+        value = acquisition.first_number(instance_value(uids[0], tag))
         if value is not None:
             facts[key] = value / 1000.0
     for key, tag in TEXT_TAGS.items():
@@ -63,12 +75,3 @@ def write_sidecar(volume_node, image_path: str, instance_value: InstanceValue | 
         json.dump(facts, handle, indent=1)
     return path
 
-
-def _first_number(text: str) -> float | None:
-    """The first value of a DICOM decimal string (several values are separated by backslashes);
-    None when it is empty, not a number or not positive."""
-    try:
-        value = float(str(text or "").split("\\")[0])
-    except ValueError:
-        return None
-    return value if value > 0 else None

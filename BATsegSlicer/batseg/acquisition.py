@@ -35,9 +35,13 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from batseg.dicom import dicom_tags
-from batseg.image_headers import numbers
-from batseg.io import IMAGE_SUFFIXES, Case
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batseg.io import Case
+
+# SimpleITK (batseg.dicom, batseg.io) is imported where a header or a file is read, not here: the
+# Slicer module's Logic imports this module's tags and `first_number` when Slicer starts.
 
 T1 = "T1-weighted"
 UNKNOWN = "unknown"
@@ -94,6 +98,8 @@ def of_case(case: Case) -> Acquisition:
 
 def from_dicom(first_file: str) -> Acquisition:
     """The facts in the DICOM header of a series' first file (empty when unreadable)."""
+    from batseg.dicom import dicom_tags
+
     try:
         reader = dicom_tags(first_file)
     except RuntimeError:
@@ -102,18 +108,26 @@ def from_dicom(first_file: str) -> Acquisition:
     def text(tag: str) -> str:
         return reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
 
-    def number(tag: str) -> float | None:
-        values = numbers(text(tag).replace("\\", " "))
-        return values[0] if values and math.isfinite(values[0]) and values[0] > 0 else None
-
     return Acquisition(
-        "DICOM", text(TAG_MODALITY), number(TAG_ECHO_TIME), number(TAG_REPETITION_TIME),
-        number(TAG_INVERSION_TIME), text(TAG_DESCRIPTION), text(TAG_CONTRAST_AGENT),
+        "DICOM", text(TAG_MODALITY), first_number(text(TAG_ECHO_TIME)), first_number(text(TAG_REPETITION_TIME)),
+        first_number(text(TAG_INVERSION_TIME)), text(TAG_DESCRIPTION), text(TAG_CONTRAST_AGENT),
     )
+
+
+def first_number(value: str) -> float | None:
+    """The first value of a DICOM decimal string (values separated by backslashes); None when it
+    is empty, not a number or not positive."""
+    try:
+        number = float(str(value or "").split("\\")[0])
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def sidecar_path(image_path: Path) -> Path:
     """FILE.json for FILE.nii.gz (BIDS): the image name without its image suffix, plus .json."""
+    from batseg.io import IMAGE_SUFFIXES
+
     name = image_path.name
     for suffix in IMAGE_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -171,7 +185,7 @@ def weighting(facts: Acquisition) -> str:
         return T1
     if facts.description in NOT_T1_SUFFIXES:
         return NOT_T1_SUFFIXES[facts.description]
-    words = re.findall(r"[a-z0-9*]+", facts.description.lower().replace("*", "star"))
+    words = re.findall(r"[a-z0-9]+", facts.description.lower().replace("*", "star"))
     named = [NOT_T1_WORDS[w] for w in words if w in NOT_T1_WORDS]
     if named:
         return named[0]
