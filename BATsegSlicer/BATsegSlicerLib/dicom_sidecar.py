@@ -14,7 +14,7 @@ engine then gives no verdict.
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 from typing import Callable
 
 from batseg import acquisition
@@ -69,8 +69,7 @@ def write_sidecar(volume_node, image_path: str, instance_value: InstanceValue | 
     facts = acquisition_facts(volume_node, lookup) if lookup is not None else {}
     if not facts:
         return None
-    stem = image_path[: -len(".nii.gz")] if image_path.endswith(".nii.gz") else os.path.splitext(image_path)[0]
-    path = stem + ".json"
+    path = str(acquisition.sidecar_path(Path(image_path)))  # where the engine looks for it
     with open(path, "w", encoding="utf-8") as handle:  # a private temporary folder: no one else's file
         json.dump(facts, handle, indent=1)
     return path
