@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from training_data import make_dataset  # noqa: E402
 
-from batseg.cli import main  # noqa: E402
+from batseg.cli import build_parser, main  # noqa: E402
+from batseg.commands.train import options_from_args  # noqa: E402
 from batseg.errors import BATsegError  # noqa: E402
 from batseg.losses import boundary_loss  # noqa: E402
 from batseg.model_file import load_model, network_from_manifest, read_manifest, sha256_file, write_model_file  # noqa: E402
@@ -53,9 +54,9 @@ def tumour_label(shape=(12, 40, 40)) -> np.ndarray:
     return label
 
 
-def trainer_for(loss: str, variant: str = "classwise", folder: Path | None = None):
+def trainer_for(loss: str, variant: str = "classwise", folder: Path | None = None, batch_dice: bool | None = None):
     torch.manual_seed(0)
-    options = TrainingOptions(loss=loss, variant=variant, topology="light", progress="quiet")
+    options = TrainingOptions(loss=loss, variant=variant, topology="light", progress="quiet", batch_dice=batch_dice)
     return standalone_trainer(options, PATCH, batch_size=2, device="cpu", folder=folder)
 
 
@@ -146,6 +147,21 @@ def test_dice_term_gives_absent_classes_no_reward(nnunet_env: Path) -> None:
     smoothed = MemoryEfficientSoftDiceLoss(softmax_helper_dim1, batch_dice=False, do_bg=False, smooth=1e-5, ddp=False)
     assert float(ours(segments, target)) < float(ours(empty, target))
     assert float(smoothed(segments, target)) > float(smoothed(empty, target))  # nnU-Net's default
+
+
+def test_batch_dice_option_reaches_nnunet_loss(nnunet_env: Path) -> None:
+    """--batch-dice / --no-batch-dice override the plan's setting; by default the plan decides."""
+    def dice_modes(batch_dice: bool | None) -> set[bool]:
+        trainer = trainer_for("cubic", folder=nnunet_env, batch_dice=batch_dice)
+        return {m.batch_dice for m in trainer.loss.modules() if isinstance(m, MemoryEfficientSoftDiceLoss)}
+
+    assert dice_modes(None) == {False}  # the synthetic plan's value, as nnU-Net plans sagittal spine data
+    assert dice_modes(True) == {True}
+    assert dice_modes(False) == {False}
+    parser = build_parser()
+    for flags, expected in (([], None), (["--batch-dice"], True), (["--no-batch-dice"], False)):
+        args = parser.parse_args(["train", "--data", "d", "--output", "m.batseg", *flags])
+        assert options_from_args(args).batch_dice is expected
 
 
 def test_baseline_pipeline_and_step_are_plain_nnunet(nnunet_env: Path) -> None:
@@ -276,7 +292,7 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     common = ["--workdir", str(work), "--patch", *map(str, PATCH), "--iterations-per-epoch", "3",
               "--val-iterations", "2", "--device", "cpu", "--progress", "json"]
     events = run_cli(["train", "--data", str(data), "--output", str(first), "--fold", "0", "--epochs", "2",
-                      *common], capsys)
+                      "--batch-dice", *common], capsys)
     epochs = [e["message"] for e in events if e.get("event") == "log" and e["message"].startswith("epoch")]
     assert len(epochs) == 2 and "boundary loss" in epochs[0] and "pseudo-Dice" in epochs[0]
     assert events[-1]["event"] == "result" and events[-1]["outputs"]["models"] == [str(first)]
@@ -290,6 +306,9 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     assert sum(manifest["training"]["data"]["cases_per_type"].values()) == 6
     assert manifest["metrics"]["validation"]["num_cases"] == 2  # fold 0 of 6 cases: held-out validation ran
     assert manifest["nnunet"]["plans"]["configurations"]["3d_fullres"]["patch_size"] == list(PATCH)
+    # nnU-Net plans per-sample Dice for these small volumes; --batch-dice overrode it, and the file says so
+    assert manifest["nnunet"]["plans"]["configurations"]["3d_fullres"]["batch_dice"] is True
+    assert manifest["training"]["batch_dice"] is True
     with torch.no_grad():
         seg, field = model.network(torch.randn(1, 1, *PATCH))
     assert seg.shape == (1, 5, *PATCH) and field.shape == (1, 4, *PATCH)

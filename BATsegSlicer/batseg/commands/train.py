@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="training patch, slice axis first (default: light 16 160 160, paper 12 384 384)")
     parser.add_argument("--foreground-oversampling", type=float, default=0.33,
                         help="share of each batch centred on tumour (nnU-Net's 0.33; raise it for short CPU runs)")
+    parser.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=None,
+                        help="soft Dice over the whole batch (--batch-dice) or per sample (--no-batch-dice); "
+                             "default: nnU-Net's plan (per sample for sagittal spine volumes)")
     parser.add_argument("--lr", type=float, default=None, help=f"initial learning rate (default {DEFAULT_LR}; fine-tuning 1e-3)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device")
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs for DDP training (nnU-Net's multi-GPU mode)")
@@ -78,6 +81,7 @@ def options_from_args(args: argparse.Namespace):
         patch_size=list(args.patch) if args.patch else None,
         lr=args.lr if args.lr is not None else DEFAULT_LR,
         foreground_oversampling=args.foreground_oversampling,
+        batch_dice=args.batch_dice,
         seed=args.seed,
         save_every=args.save_every,
         topology=args.topology,

@@ -37,6 +37,12 @@ class TrainingOptions:
     # fill ~0.1% of a sagittal volume: on short budgets (CPU) nnU-Net's default collapses to
     # all-background before the first lesion is learnt, so short runs raise it.
     foreground_oversampling: float = 0.33
+    # Soft Dice over the whole batch (True) or per sample (False); None keeps the plan's choice.
+    # nnU-Net's planner chooses batch Dice for 3d_fullres only when it also plans a low-resolution
+    # stage (volumes much larger than the patch), per sample otherwise, as for our sagittal
+    # volumes. Per-sample Dice scores each patch on its own (small) lesion; batch Dice pools the
+    # lesions of the batch, a smoother signal when lesions are small and patches few.
+    batch_dice: bool | None = None
     seed: int = 12345
     topology: str = "light"
     progress: str = "bar"

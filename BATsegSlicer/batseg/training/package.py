@@ -207,6 +207,7 @@ def build_manifest(
             "epochs_planned": options.epochs,
             "iterations_per_epoch": options.iterations_per_epoch,
             "batch_size": int(configuration["batch_size"]),
+            "batch_dice": bool(configuration.get("batch_dice", False)),
             "learning_rate": options.lr,
             "seed": options.seed,
             "boundary_loss": options.loss,

@@ -136,6 +136,10 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
     ) -> None:
         # Set before nnU-Net's __init__, which already logs through print_to_log_file.
         self.options = TrainingOptions.from_plans(plans)
+        if self.options.batch_dice is not None:
+            # nnU-Net's loss reads the setting from the plan's configuration; set there (in the
+            # dict nnU-Net also saves as plans.json), every trainer of the run uses it.
+            plans["configurations"][configuration]["batch_dice"] = bool(self.options.batch_dice)
         seed_everything(self.options.seed)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = int(self.options.epochs)
