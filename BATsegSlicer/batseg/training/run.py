@@ -32,7 +32,7 @@ from typing import Any, Iterator
 from batseg.errors import BATsegError
 from batseg.progress import Progress
 from batseg.inference.orientation import MODEL_ORIENTATION
-from batseg.training.collapse_check import fold_collapse_warning
+from batseg.training.learning_check import fold_learning_warning
 from batseg.training.datasets import RawDataset, import_dataset, orientation_code, read_raw_dataset
 from batseg.training.options import TrainingOptions
 from batseg.training.plans import CONFIGURATION, check_patch
@@ -251,9 +251,9 @@ def train_prepared(
         progress.log(f"training fold {fold} on {device.type} ({options.epochs} epochs x {options.iterations_per_epoch} iterations)")
         with progress.stage(f"train fold {fold}"), quiet_nnunet(progress, request_log(prepared)):
             fold_dir = train_fold(plans, dataset_json, fold, device, request.num_gpus, request.resume, initial_weights)
-        collapsed = fold_collapse_warning(fold_dir)
-        if collapsed:
-            progress.log(f"warning: fold {fold}: {collapsed}")
+        warning = fold_learning_warning(fold_dir)
+        if warning:
+            progress.log(f"warning: fold {fold}: {warning}")
         with progress.stage("package"):
             outputs.append(
                 package_results(
