@@ -39,3 +39,8 @@ def test_a_fine_tune_takes_the_comparison_from_its_ablation_pair() -> None:
     line = verdict(card.target_lines(FINDS, None, pair))
     assert "**met**" in line and "from-scratch pair" in line
     assert "not measured" in verdict(card.target_lines(FINDS, None, {"batseg": SILENT, "baseline": FINDS}))
+
+
+def test_the_budget_names_batch_dice_only_when_it_was_used() -> None:
+    assert "--batch-dice" in card.dice_mode_text({"batch_dice": True})
+    assert card.dice_mode_text({"batch_dice": False}) == card.dice_mode_text({}) == ""  # the plan's per-sample Dice

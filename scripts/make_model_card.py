@@ -276,12 +276,17 @@ def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
         pair[key]["t2_negatives_with_lesion"] = cases_with_lesions(work / f"pred_t2_{model}")
     training = read_manifest(work / f"{name}-tuned.batseg").get("training", {})
     pair["budget"] = (f"{training.get('epochs_completed')} epochs x {training.get('iterations_per_epoch')} iterations, "
-                      f"batch {training.get('batch_size')}")
+                      f"batch {training.get('batch_size')}{dice_mode_text(training)}")
     pair["cases"] = training.get("data", {}).get("num_cases")
     pair["command"] = " ".join(training.get("command", []))
     commit_file = work / "COMMIT"  # the commit the pair trained at, when the run recorded it
     pair["commit"] = commit_file.read_text().strip() if commit_file.is_file() else None
     return pair
+
+
+def dice_mode_text(training: dict[str, Any]) -> str:
+    """", soft Dice over the batch" for a model trained with --batch-dice (the plan's per-sample Dice says nothing)."""
+    return ", soft Dice over the batch (`--batch-dice`)" if training.get("batch_dice") else ""
 
 
 # Below this lesion detection rate a model of the pair has hardly begun to segment.
@@ -389,7 +394,7 @@ Exact command (recorded in the manifest), run at commit `{args.commit}`:
 ```
 
 Budget: {args.epochs} epochs x {args.iters} iterations, batch {args.batch}, patch {' x '.join(map(str, args.patch))},
-foreground oversampling {args.oversampling}, seed 1, {machine_text(args.device)}; nnU-Net v2's SGD, poly
+foreground oversampling {args.oversampling}{dice_mode_text(training)}, seed 1, {machine_text(args.device)}; nnU-Net v2's SGD, poly
 learning rate from {training.get('learning_rate', 0.01):g}, its augmentation; the field is computed in the augmentation worker
 after spatial augmentation. Segmentation loss: nnU-Net's CE + soft Dice without its smoothing term (since
 commit 8cac7b8, `docs/method.md`: with nnU-Net's 1e-5, which models up to 0.4.0 were trained with, an
