@@ -44,3 +44,10 @@ def test_a_fine_tune_takes_the_comparison_from_its_ablation_pair() -> None:
 def test_the_budget_names_batch_dice_only_when_it_was_used() -> None:
     assert "--batch-dice" in card.dice_mode_text({"batch_dice": True})
     assert card.dice_mode_text({"batch_dice": False}) == card.dice_mode_text({}) == ""  # the plan's per-sample Dice
+
+
+def test_the_pair_section_quotes_the_work_dirs_note() -> None:
+    pair = {"batseg": FINDS, "baseline": FINDS, "cases": 200, "budget": "50 epochs", "command": "batseg train",
+            "commit": None, "note": "Trained by hand: the recipe's arguments plus --batch-dice."}
+    assert pair["note"] in card.ablation_section(pair)
+    assert "Trained by hand" not in card.ablation_section({**pair, "note": ""})

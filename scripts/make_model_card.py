@@ -266,6 +266,10 @@ def baseline_sentence(baseline: dict | None, manifest: dict[str, Any], ablation:
     )
 
 
+# A pair's work dir may hold this file: how the run departed from the recipe, quoted by the card.
+ABLATION_NOTE = "ABLATION_NOTE.md"
+
+
 def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
     """The from-scratch BATseg / baseline pair of another recipe run (`--ablation-work`), or None."""
     if work is None:
@@ -281,6 +285,9 @@ def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
     pair["command"] = " ".join(training.get("command", []))
     commit_file = work / "COMMIT"  # the commit the pair trained at, when the run recorded it
     pair["commit"] = commit_file.read_text().strip() if commit_file.is_file() else None
+    # How the run departed from the recipe, in its author's words (a run by hand, not by the script).
+    note_file = work / ABLATION_NOTE
+    pair["note"] = note_file.read_text(encoding="utf-8").strip() if note_file.is_file() else ""
     return pair
 
 
@@ -310,11 +317,16 @@ their commands is only the recipe's label). {trained_at}BATseg's command:
 ```
 {ablation['command']}
 ```
-{resumed_note(ablation['command'])}
+{resumed_note(ablation['command'])}{ablation_note(ablation)}
 {comparison_table(ablation['batseg'], ablation['baseline'])}
 
 {detection_table(ablation['batseg'], ablation['baseline'])}
 {pair_reading(ablation)}"""
+
+
+def ablation_note(ablation: dict[str, Any]) -> str:
+    """The work dir's own note on the pair (ABLATION_NOTE.md), as a paragraph, or nothing."""
+    return f"\n{ablation['note']}\n" if ablation.get("note") else ""
 
 
 def resumed_note(command: str) -> str:
