@@ -308,8 +308,8 @@ def ablation_section(ablation: dict[str, Any] | None) -> str:
     return f"""## Boundary head at equal budget (from-scratch pair)
 
 BATseg and the nnU-Net baseline (`--loss none`: the same network without the field head) trained
-from scratch on the same {ablation['cases']} phantoms, seed and machine, {ablation['budget']}, by
-`scripts/train_shipped_model.sh` without FINETUNE_FROM; each model with its own minimum lesion
+from scratch on the same {ablation['cases']} phantoms, seed and machine, {ablation['budget']}, with
+the training arguments of `scripts/train_shipped_model.sh` without FINETUNE_FROM; each model with its own minimum lesion
 volume tuned on the validation phantoms, scored on the same 40 held-out phantoms. Neither model
 is this version: the pair isolates what the boundary head does under one budget (the version in
 their commands is only the recipe's label). {trained_at}BATseg's command:
