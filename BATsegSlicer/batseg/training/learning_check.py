@@ -28,9 +28,14 @@ REACHED = 0.2
 LOG_KEY = "mean_fg_dice"
 
 
+def logged(pseudo_dice: Sequence[float]) -> list[tuple[int, float]]:
+    """(epoch from 1, value) of the epochs with a value (NaN: no tumour in that validation sample)."""
+    return [(epoch, float(v)) for epoch, v in enumerate(pseudo_dice, start=1) if not math.isnan(float(v))]
+
+
 def collapse_warning(pseudo_dice: Sequence[float]) -> str | None:
     """The warning for a per-epoch pseudo-Dice history that ends collapsed, else None."""
-    values = [(epoch, float(v)) for epoch, v in enumerate(pseudo_dice, start=1) if not math.isnan(float(v))]
+    values = logged(pseudo_dice)
     if len(values) <= WINDOW:
         return None
     earlier, last = values[:-WINDOW], values[-WINDOW:]
@@ -46,7 +51,7 @@ def collapse_warning(pseudo_dice: Sequence[float]) -> str | None:
 
 def not_learnt_warning(pseudo_dice: Sequence[float]) -> str | None:
     """The warning for a per-epoch pseudo-Dice history that never reached `REACHED`, else None."""
-    values = [float(v) for v in pseudo_dice if not math.isnan(float(v))]
+    values = [v for _, v in logged(pseudo_dice)]
     if not values or max(values) >= REACHED:
         return None
     return (
