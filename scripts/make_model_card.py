@@ -283,12 +283,15 @@ def read_ablation(work: Path | None, name: str) -> dict[str, Any] | None:
                       f"batch {training.get('batch_size')}{dice_mode_text(training)}")
     pair["cases"] = training.get("data", {}).get("num_cases")
     pair["command"] = " ".join(training.get("command", []))
-    commit_file = work / "COMMIT"  # the commit the pair trained at, when the run recorded it
-    pair["commit"] = commit_file.read_text().strip() if commit_file.is_file() else None
+    pair["commit"] = optional_text(work / "COMMIT")  # the commit the pair trained at, when the run recorded it
     # How the run departed from the recipe, in its author's words (a run by hand, not by the script).
-    note_file = work / ABLATION_NOTE
-    pair["note"] = note_file.read_text(encoding="utf-8").strip() if note_file.is_file() else ""
+    pair["note"] = optional_text(work / ABLATION_NOTE)
     return pair
+
+
+def optional_text(path: Path) -> str:
+    """A work dir's optional text file, stripped; "" when the run did not write it."""
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
 
 
 def dice_mode_text(training: dict[str, Any]) -> str:
