@@ -111,8 +111,8 @@ def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
 
 
 def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m batseg ...` in a child process with the shared ONNX cache."""
-    env = dict(os.environ, BATSEG_CACHE_DIR=str(cache_dir()), **(env_extra or {}))
+    """`python -m batseg ...` in a child process with the shared ONNX cache (unless `env_extra` names another)."""
+    env = {**os.environ, "BATSEG_CACHE_DIR": str(cache_dir()), **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "batseg", *args], capture_output=True, text=True, env=env, timeout=timeout
     )

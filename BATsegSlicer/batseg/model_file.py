@@ -24,6 +24,7 @@ from typing import Any
 
 from batseg.atomic_files import write_atomically
 from batseg.errors import ModelFileError
+from batseg.manifest_schema import validate_manifest
 
 FORMAT = "batseg-model"
 FORMAT_VERSION = 1
@@ -90,6 +91,9 @@ def _read_member(archive: zipfile.ZipFile, member: str, path: Path, limit: int |
 def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{path.name}: manifest is not a BATseg model manifest")
+    for key in ("architecture", "input"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise ModelFileError(f"{path.name}: manifest field {key} must be an object; the model file is invalid")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     missing += [f"architecture.{k}" for k in REQUIRED_ARCH_KEYS if k not in manifest.get("architecture", {})]
     missing += [f"input.{k}" for k in REQUIRED_INPUT_KEYS if k not in manifest.get("input", {})]
@@ -99,11 +103,18 @@ def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     if missing:
         raise ModelFileError(f"{path.name}: manifest lacks {', '.join(missing)}; the file is incomplete")
     version = manifest["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(
+            f"{path.name}: manifest field format_version must be a whole number from 1, not {version!r:.40}; "
+            "the model file is invalid, do not use it"
+        )
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path.name} uses model-file format {version}, newer than this batseg reads ({FORMAT_VERSION}); "
             "update batseg"
         )
+    # Types, ranges and allow-listed class names: nothing is built from an unchecked manifest.
+    validate_manifest(manifest, path.name)
     return manifest
 
 
@@ -114,7 +125,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raw = _read_member(archive, MANIFEST_MEMBER, path, MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ModelFileError(f"{path.name}: manifest.json is not valid JSON; the file is corrupt") from None
     return _check_manifest(manifest, path)
 
@@ -122,7 +133,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _read_verified(path: Path) -> tuple[dict[str, Any], bytes]:
     manifest = read_manifest(path)
     with _open_archive(path) as archive:
-        weights = _read_member(archive, WEIGHTS_MEMBER, path)
+        # Capped before decompressing: a small file may declare a member of many GB.
+        weights = _read_member(archive, WEIGHTS_MEMBER, path, _weights_limit(manifest))
     if sha256_bytes(weights) != manifest["weights_sha256"]:
         raise ModelFileError(
             f"{path.name}: the weights do not match the checksum in the manifest (tampered or corrupt); "
@@ -243,8 +255,76 @@ def network_from_manifest(manifest: dict[str, Any], deep_supervision: bool = Fal
     )
 
 
+def _weights_limit(manifest: dict[str, Any]) -> int:
+    """The largest weights member a manifest's architecture can justify (8-byte floats at most,
+    plus the safetensors header): checked before the member is decompressed."""
+    from batseg.manifest_schema import parameter_bound
+
+    arch = manifest["architecture"]
+    head = (arch["field_head"] or {}).get("channels", 0)
+    parameters = parameter_bound(arch["arch_kwargs"], arch["input_channels"], arch["num_classes"])
+    return 8 * (parameters + 64 * head) + (1 << 20)
+
+
+def _safetensors_shapes(weights: bytes, name: str) -> dict[str, list[int]]:
+    """Tensor name -> shape from a safetensors header (8-byte length, then JSON), read
+    without touching the tensor data."""
+    header_length = int.from_bytes(weights[:8], "little") if len(weights) >= 8 else -1
+    try:
+        if not 0 < header_length <= min(len(weights) - 8, MAX_MANIFEST_BYTES):
+            raise ValueError("bad header length")
+        header = json.loads(weights[8 : 8 + header_length].decode("utf-8"))
+        return {k: [int(d) for d in v["shape"]] for k, v in header.items() if k != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError, RecursionError):
+        raise ModelFileError(f"{name}: weights are unreadable (bad safetensors header); the file is corrupt") from None
+
+
+def _expected_shapes(manifest: dict[str, Any]) -> dict[str, list[int]]:
+    """Tensor name -> shape of the network a manifest describes, built on torch's storage-free
+    "meta" device: nothing is allocated, whatever sizes the manifest claims."""
+    import torch
+
+    with torch.device("meta"):
+        network = network_from_manifest(manifest)
+    tensors = [*network.named_parameters(), *network.named_buffers()]  # first name of each shared tensor
+    return {name: list(tensor.shape) for name, tensor in tensors}
+
+
+def _check_weight_shapes(manifest: dict[str, Any], weights: bytes, name: str) -> None:
+    have, expected = _safetensors_shapes(weights, name), _expected_shapes(manifest)
+    if set(have) != set(expected):
+        differ = sorted(set(have) ^ set(expected))
+        problem = f"{len(differ)} tensor names differ, e.g. {differ[0]}"
+    else:
+        wrong = [k for k in expected if have[k] != expected[k]]
+        if not wrong:
+            return
+        problem = f"{len(wrong)} tensor shapes differ, e.g. {wrong[0]} {have[wrong[0]]} instead of {expected[wrong[0]]}"
+    raise ModelFileError(
+        f"{name}: weights do not fit the architecture in its manifest ({problem}); "
+        "the file is incompatible with this batseg version"
+    )
+
+
+def _check_finite(state_dict: dict[str, Any], name: str) -> None:
+    import torch
+
+    bad = [k for k, tensor in state_dict.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise ModelFileError(
+            f"{name}: {len(bad)} weight tensors hold NaN or infinite values (e.g. {bad[0]}); "
+            "the model is broken, do not use it"
+        )
+
+
 def load_model(path: str | os.PathLike[str], device: str = "cpu", check_tumour_classes: bool = True) -> LoadedModel:
-    """Verify a model file and build its network with the weights loaded, in eval mode."""
+    """Verify a model file and build its network with the weights loaded, in eval mode.
+
+    Order matters for hostile files: the manifest is validated (allow-listed classes, bounded
+    sizes), the weights member is size-capped before it is decompressed, and the tensor names
+    and shapes of its header are compared with a storage-free copy of the network, all before
+    anything the size of the network is allocated; NaN or infinite weights are refused.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -252,18 +332,16 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu", check_tumour_c
     manifest, weights = _read_verified(path)
     if check_tumour_classes:
         check_classes(manifest)
+    _check_weight_shapes(manifest, weights, path.name)
     try:
         state_dict = load(weights)
     except (SafetensorError, ValueError) as exc:
         raise ModelFileError(f"{path.name}: weights are unreadable ({exc}); the file is corrupt") from None
+    _check_finite(state_dict, path.name)
+    network = network_from_manifest(manifest)
     try:
-        network = network_from_manifest(manifest)
-        expected = set(unique_tensors(network.state_dict()))
-        if set(state_dict) != expected:
-            extra = sorted(set(state_dict) ^ expected)
-            raise KeyError(f"{len(extra)} tensor names differ, e.g. {extra[0]}")
         network.load_state_dict(state_dict, strict=False)
-    except (RuntimeError, KeyError, TypeError) as exc:
+    except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(
             f"{path.name}: weights do not fit the architecture in its manifest ({first}); "
