@@ -33,6 +33,7 @@ import SimpleITK as sitk
 
 from batseg.atomic_files import write_atomically, write_text_atomically
 from batseg.errors import BATsegError
+from batseg.image_headers import gzip_stream_problem
 from batseg.io import IMAGE_SUFFIXES, case_name, is_image_file
 from batseg.labels import TUMOUR_CLASSES
 from batseg.lesions import check_label_map
@@ -96,8 +97,9 @@ def check_nifti_complete(path: Path) -> None:
 
     ITK's NIfTI reader fills a short data block with zeros without complaint (a truncated
     .nii.gz reads as a partly empty label map), which would silently corrupt the scores.
-    nibabel checks the byte count and the gzip end-of-stream marker, so its read is used as
-    the completeness check.
+    nibabel checks the byte count, so its read is used as the completeness check; neither
+    reader reaches the gzip trailer, so a .nii.gz is also read to its end for its CRC (flipped
+    bytes inside the stream would otherwise change labels silently).
     """
     import nibabel
 
@@ -106,6 +108,9 @@ def check_nifti_complete(path: Path) -> None:
     except (OSError, EOFError, ValueError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise BATsegError(f"label file {path} is truncated or corrupt ({reason}): export it again") from None
+    problem = gzip_stream_problem(path, f"label file {path}") if path.name.lower().endswith(".gz") else None
+    if problem:
+        raise BATsegError(problem)
 
 
 def read_label_file(path: Path) -> tuple[sitk.Image, np.ndarray]:

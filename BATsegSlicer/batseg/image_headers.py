@@ -2,7 +2,8 @@
 
 SimpleITK (ITK) smooths over several header defects: a NRRD or MetaImage header without a
 spacing becomes 1 mm, a negative NIfTI pixdim becomes positive, NaN and infinite voxels in a
-NIfTI file are replaced, and a truncated NIfTI is read with zeros for the missing voxels. The
+NIfTI file are replaced, a truncated NIfTI is read with zeros for the missing voxels, and a
+.nii.gz whose compressed stream is damaged is read without its gzip CRC being checked. The
 functions here read the headers and data blocks themselves and describe such a problem in one
 line (or return None), so that `batseg.io` can refuse the file. `quiet_itk` silences ITK's own
 messages during reads, so that the one-line error is all the user sees.
@@ -102,17 +103,55 @@ def _nifti_pixdim(path: Path) -> list[float] | None:
     return None if layout is None else layout.spacing
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
 # NIfTI float data types (code: numpy type): only these can hold NaN or infinity.
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}
 
 
-def nifti_data_problem(path: Path, name: str) -> str | None:
-    """A one-line complaint about a single-file NIfTI's data block: truncated, or NaN / infinity.
+def _drain(handle) -> None:
+    """Read a file to its end in 1 MiB pieces, so that gzip checks its CRC and length trailer."""
+    while handle.read(1 << 20):
+        pass
 
-    SimpleITK reads a truncated NIfTI without error (the missing voxels become 0) and silently
-    replaces non-finite values, so the data block is checked in the file itself: one more
-    decompression, about 50 ms for a clinical sagittal volume.
+
+def _gzip_corrupt_message(name: str, exc: Exception) -> str:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{name}: the gzip stream is corrupt ({reason}); copy or export the file again"
+
+
+def gzip_stream_problem(path: Path, name: str) -> str | None:
+    """A one-line complaint when a .gz file's stream is damaged (bad data, CRC or length), or None.
+
+    Readers that stop after the bytes they need (ITK, nibabel) never reach the gzip trailer, so
+    flipped bytes inside the stream give them wrong voxels without an error. A file that is not
+    gzip at all (no magic number) is left to the caller's own "cannot read" message.
     """
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(2)
+    except OSError:
+        return None  # unreadable: the caller's own message names the reason
+    if magic != GZIP_MAGIC:
+        return None
+    try:
+        with gzip.open(path, "rb") as handle:
+            _drain(handle)
+    except (EOFError, OSError, zlib.error) as exc:
+        return _gzip_corrupt_message(name, exc)
+    return None
+
+
+def nifti_data_problem(path: Path, name: str) -> str | None:
+    """A one-line complaint about a single-file NIfTI's data block: truncated, corrupt, or NaN / infinity.
+
+    SimpleITK reads a truncated NIfTI without error (the missing voxels become 0), reads a .nii.gz
+    whose stream has flipped bytes without checking the gzip CRC (it stops reading at the last
+    voxel, before the trailer), and silently replaces non-finite values; so the data block is
+    checked in the file itself, reading a .nii.gz to its end: one more decompression, about 50 ms
+    for a clinical sagittal volume.
+    """
+    compressed = path.name.lower().endswith(".gz")
     try:
         with _open(path) as handle:
             layout = nifti_layout(handle.read(540))
@@ -121,6 +160,10 @@ def nifti_data_problem(path: Path, name: str) -> str | None:
             expected = layout.voxels * max(layout.bitpix, 8) // 8
             handle.seek(layout.offset)
             data = handle.read(expected)
+            if compressed and len(data) == expected:
+                _drain(handle)
+    except gzip.BadGzipFile as exc:
+        return _gzip_corrupt_message(name, exc)
     except (EOFError, OSError, zlib.error):
         return f"{name}: the file is truncated or corrupt (its data block cannot be read); copy or export it again"
     if len(data) < expected:

@@ -11,7 +11,7 @@ what to do. Checks run in this order, each as early as possible (header parsing 
    evenly spaced slices, and the memory the whole pipeline will need (a caller-supplied
    `memory_check`, see `batseg.inference.memory`) is available;
 2. image-level: 3-D (a 2-D image, a single slice, a 4-D series and a multi-component/RGB image
-   are refused), non-empty, finite, not constant.
+   are refused), non-empty, finite, not constant, within float32's range.
 
 Decisions:
 - NaN / infinite voxels are refused, not replaced. A non-finite voxel means the conversion or
@@ -21,6 +21,11 @@ Decisions:
   NIfTI files they are counted in the file itself, because SimpleITK's NIfTI reader silently
   replaces them; the same pass refuses a truncated NIfTI, which SimpleITK reads without error
   with the missing voxels set to 0.
+- Float intensities that float32 cannot carry (beyond +-3.4e38, or varying by less than 1e-6,
+  e.g. a float64 image scaled by 1e300 or 1e-300) are refused, not rescaled, for the same reason:
+  no scanner or converter writes such values on purpose, so they reveal a broken conversion that
+  a silent rescale would hide (and a rescale here could not reach the report as a warning). The
+  z-score makes the model blind to the scale, so rescaling is safe for the user to do.
 - ITK's own messages (warnings, and lines some readers print straight to stderr) are silenced
   while reading: the one-line error is the only thing the user sees.
 - A 4-D file whose fourth axis has length 1 is a 3-D volume written by some tools: it is read
@@ -47,12 +52,19 @@ import SimpleITK as sitk
 from batseg.atomic_files import write_atomically
 from batseg.dicom import DicomSeries, dicom_tags, find_dicom_series, sort_dicom_slices
 from batseg.errors import InputImageError
-from batseg.image_headers import header_spacing_problem, nifti_data_problem, nonfinite_message, quiet_itk
+from batseg.image_headers import (
+    gzip_stream_problem, header_spacing_problem, nifti_data_problem, nonfinite_message, quiet_itk,
+)
 
 # File suffixes read as image files (compound suffixes first).
 IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 DICOMDIR_NAME = "DICOMDIR"
 NNUNET_CHANNEL_SUFFIX = "_0000"  # nnU-Net's file-name suffix of input channel 0
+# Float intensity limits (see `check_float32_range`): the model computes in float32, and the
+# z-score divides by max(std, 1e-8), so a smaller spread is not normalised but flattened; the
+# minimum keeps a margin of 100 over that floor (no real scan comes anywhere near either limit).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MIN_INTENSITY_STD = 1e-6
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,11 @@ def _itk_reason(exc: Exception) -> str:
 
 
 def _unreadable(path: Path, exc: Exception) -> InputImageError:
+    # ITK says "unable to determine ImageIO reader" for a damaged gzip stream: name the real cause.
+    if path.is_file() and path.name.lower().endswith(".gz"):
+        problem = gzip_stream_problem(path, path.name)
+        if problem:
+            return InputImageError(problem)
     reason = _itk_reason(exc)
     if "Zero-valued spacing" in str(exc):
         return InputImageError(
@@ -317,6 +334,29 @@ def validate_image(image: sitk.Image, name: str = "the image") -> None:
     if low == high:
         raise InputImageError(
             f"{name} is constant (every voxel is {float(low):g}): it holds no image; check the export"
+        )
+    if array.dtype.kind == "f":
+        check_float32_range(array, float(low), float(high), name)
+
+
+def check_float32_range(array: np.ndarray, low: float, high: float, name: str) -> None:
+    """Refuse float intensities that the model's float32 arithmetic cannot represent (module docstring).
+
+    Values beyond float32's range become infinite when cast, and intensities that vary by less
+    than `MIN_INTENSITY_STD` are flattened by the z-score (`batseg.inference.predictor.zscore`
+    divides by at least 1e-8) or vanish in the cast (1e-300 becomes 0): either way the network
+    sees no image and reports no lesion with exit status 0.
+    """
+    shown = f"{low:.3g} to {high:.3g}"
+    if max(abs(low), abs(high)) > FLOAT32_MAX:
+        raise InputImageError(
+            f"{name} has intensities {shown}, beyond the float32 range (+-{FLOAT32_MAX:.2g}) the model computes in; "
+            "fix the conversion that produced it (or rescale it, e.g. to 0-1000) and try again"
+        )
+    if float(np.std(array, dtype=np.float64)) < MIN_INTENSITY_STD:
+        raise InputImageError(
+            f"{name} has intensities {shown}, varying by less than {MIN_INTENSITY_STD:g}: too small for the "
+            "float32 arithmetic of the model; fix the conversion that produced it (or rescale it, e.g. to 0-1000)"
         )
 
 
