@@ -128,6 +128,24 @@ def _list_cases(folder: Path, dataset_json: dict[str, Any]) -> list[Case]:
     return cases
 
 
+def _check_complete(cases: list[Case]) -> None:
+    """Refuse the dataset when a case lacks its image or label file, naming the case.
+
+    An error, not a skip with a warning: a case without its label is most often an export that
+    was interrupted (or files moved by hand), and training on the rest would quietly train on
+    other data than the user chose, for hours; nnU-Net's own integrity check refuses it too.
+    The Slicer module's export lists its cases in dataset.json only once they are complete, and
+    its next export sets an incomplete case aside, so its folders do not reach this error.
+    """
+    for case in cases:
+        for role, path in (("image", case.image), ("label", case.label)):
+            if not path.is_file():
+                raise BATsegError(
+                    f"case {case.identifier} is incomplete: its {role} file {path} is missing (an interrupted "
+                    "export? the next export from Slicer repairs a BATseg export folder); add the file, or "
+                    "move the case's other files out of the folder")
+
+
 def read_raw_dataset(folder: str | os.PathLike[str]) -> RawDataset:
     """Validate an nnU-Net raw dataset folder and list its cases (BATsegError if unusable)."""
     folder = Path(folder).expanduser().resolve()
@@ -141,10 +159,7 @@ def read_raw_dataset(folder: str | os.PathLike[str]) -> RawDataset:
             f"{folder} has no training cases (expected imagesTr/CASE_0000{dataset_json['file_ending']} "
             f"with labelsTr/CASE{dataset_json['file_ending']})"
         )
-    for case in cases:
-        for path in (case.image, case.label):
-            if not path.is_file():
-                raise BATsegError(f"case {case.identifier}: {path} is missing; every image needs its label file")
+    _check_complete(cases)
     return RawDataset(folder, dataset_json, cases)
 
 
