@@ -99,7 +99,8 @@ def test_onnx_export_is_cached_and_a_damaged_cache_is_rebuilt() -> None:
     warm = Predictor(light_model(), device="cpu", backend="onnx", cache_folder=folder)
     assert warm.backend_info["onnx_cache"] == "warm"
     path = backends.onnx_cache_path(warm.manifest, folder)
-    assert path.is_file() and warm.manifest["weights_sha256"] in path.name
+    assert path.is_file() and backends.sidecar_path(path).is_file()
+    assert json.loads(backends.sidecar_path(path).read_text())["made_from"]["weights_sha256"] == warm.manifest["weights_sha256"]
     assert not list(path.parent.glob(".*part"))  # no temporary file left behind
     path.write_bytes(b"damaged")
     repaired = Predictor(light_model(), device="cpu", backend="onnx", cache_folder=folder)

@@ -49,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
     from batseg.atomic_files import check_can_write, write_text_atomically
     from batseg.benchmark import Settings, format_table, run_benchmark
     from batseg.errors import BATsegError
+    from batseg.inference.backends import check_threads
     from batseg.progress import Progress
 
     if min(args.size) < 1 or min(args.spacing) <= 0:
         raise BATsegError("--size needs positive voxel counts and --spacing positive millimetres")
+    check_threads(args.threads)  # passed to every run it starts
     if args.json:
         check_can_write(args.json, args.overwrite)
     progress = Progress(args.progress)

@@ -84,14 +84,14 @@ def _warn(progress, message: str) -> None:
 def options_from(args: argparse.Namespace):
     """PredictOptions from the parsed arguments."""
     from batseg.errors import BATsegError
+    from batseg.inference.backends import check_threads
     from batseg.inference.pipeline import PredictOptions
     from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3
 
     min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # None: run() takes the model's
     if min_volume < 0:
         raise BATsegError(f"--min-volume {args.min_volume} must be zero or positive (mm3)")
-    if args.threads is not None and args.threads < 1:
-        raise BATsegError(f"--threads {args.threads} must be at least 1")
+    check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
     return PredictOptions(
         tta=args.tta,
         postprocess=not args.no_postprocess,

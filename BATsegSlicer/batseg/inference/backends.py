@@ -6,11 +6,23 @@ Both take a (1, 1, z, y, x) float32 numpy tile and return numpy (logits (1, 5, .
 ONNX Runtime (decision: the default on CPU, chosen by measurement; see `DEFAULT_CPU_BACKEND`):
 the network is exported once per model file with the TorchScript-based exporter
 (`torch.onnx.export(dynamo=False)`, opset 17, dynamic z/y/x axes so any tile size runs) and
-cached as ``<cache>/onnx/<weights sha256>.<EXPORT_TAG>.onnx``, written atomically. The export
-is checked against PyTorch on a small tile before it is cached. The cache folder is
-``$BATSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/batseg``, else ``~/.cache/batseg``. One
-`InferenceSession` is created per backend and reused for every tile and every case; with a
-warm cache the ONNX path never imports torch (about 1.5 s saved per process).
+cached. The export is checked against PyTorch on a small tile (finite outputs, within
+`EXPORT_CHECK_TOLERANCE`) before it is cached. The cache folder is ``$BATSEG_CACHE_DIR``, else
+``$XDG_CACHE_HOME/batseg``, else ``~/.cache/batseg``. One `InferenceSession` is created per
+backend and reused for every tile and every case; with a warm cache the ONNX path never
+imports torch (about 1.5 s saved per process).
+
+The cache trusts nothing it finds (a planted or stale file was once served with exit 0 under
+the shipped model's name):
+- an entry is ``<cache>/onnx/<key>.onnx`` where the key is the sha256 of what the export was
+  made from (`export_source`): the whole manifest, the weights' sha256, the exporter tag and
+  opset, and the torch and onnxruntime versions; any change gives another entry;
+- beside it ``<key>.json`` (written atomically, after the ONNX file) records that source and
+  the ONNX file's own size and sha256;
+- before use the sidecar must name the same source and the file's bytes must hash to its
+  sha256; the session is built from exactly those verified bytes (no window between check
+  and load). An entry that fails (no sidecar, planted, stale, damaged) is never used: it is
+  exported again to a temporary name and renamed over it.
 
 PyTorch: the model file's network in eval mode under `torch.inference_mode`, with autocast
 (mixed precision) on CUDA as nnU-Net's predictor does, float32 on CPU.
@@ -18,7 +30,10 @@ PyTorch: the model file's network in eval mode under `torch.inference_mode`, wit
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,6 +45,8 @@ from batseg.errors import BATsegError, ModelFileError
 
 OPSET = 17
 EXPORT_TAG = "ts-opset17-v1"  # change when the export procedure changes: old cache files are ignored
+SIDECAR_FORMAT = 1  # of the <key>.json beside each cached export
+MAX_THREADS = 256  # --threads above this crashed the runtimes (100000 segfaulted); far past any useful count
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 # Measured on the 2-core development machine, light topology, 16 x 272 x 272 model grid in one
@@ -47,6 +64,22 @@ class Backend(Protocol):
     device: str
 
     def run(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+def max_threads() -> int:
+    """The largest --threads accepted: four per core, at most `MAX_THREADS` (and at least 4)."""
+    return max(4, min(MAX_THREADS, 4 * (os.cpu_count() or 1)))
+
+
+def check_threads(threads: int | None, option: str = "--threads") -> int | None:
+    """`threads` when it is None (the libraries' choice) or within 1..max_threads(); else a one-line error."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= max_threads():
+        raise BATsegError(
+            f"{option} {threads} is out of range: give 1 to {max_threads()} ({os.cpu_count() or 1} CPU cores here)"
+        )
+    return threads
 
 
 def cache_dir() -> Path:
@@ -157,9 +190,99 @@ class TorchBackend:
 # ---------------------------------------------------------------------------------------------
 
 
+def _installed_version(distribution: str) -> str:
+    """An installed distribution's version from its metadata (imports nothing: a warm run needs no torch)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def _onnxruntime_version() -> str:
+    """The onnxruntime in use (its CPU and GPU builds are different distributions)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BATsegError("onnxruntime is not installed; use --backend torch") from None
+    return str(onnxruntime.__version__)
+
+
+def export_source(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Everything an ONNX export depends on; its hash names the cache entry (module docstring)."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return {
+        "manifest_sha256": hashlib.sha256(canonical.encode("ascii")).hexdigest(),
+        "weights_sha256": str(manifest["weights_sha256"]),
+        "exporter": EXPORT_TAG,
+        "opset": OPSET,
+        "torch": _installed_version("torch"),
+        "onnxruntime": _onnxruntime_version(),
+    }
+
+
 def onnx_cache_path(manifest: dict[str, Any], folder: Path | None = None) -> Path:
-    """Where the ONNX export of a model (identified by its weights' sha256) is cached."""
-    return (folder or cache_dir()) / "onnx" / f"{manifest['weights_sha256']}.{EXPORT_TAG}.onnx"
+    """Where the ONNX export of a model (keyed by the hash of `export_source`) is cached."""
+    source = json.dumps(export_source(manifest), sort_keys=True).encode("ascii")
+    return (folder or cache_dir()) / "onnx" / f"{hashlib.sha256(source).hexdigest()}.onnx"
+
+
+def sidecar_path(onnx_path: Path) -> Path:
+    """The JSON record beside a cached export: what it was made from, its size and sha256."""
+    return onnx_path.with_suffix(".json")
+
+
+def _read_sidecar(path: Path, source: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The sidecar of a cache entry when it is ours and names `source`; else (None, why not)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode) or path.stat().st_size > 64 * 1024:
+            return None, "its record is not a small file"
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "it has no record of what it was made from"
+    except (OSError, ValueError, RecursionError):
+        return None, "its record is unreadable"
+    if not isinstance(record, dict) or record.get("format") != SIDECAR_FORMAT:
+        return None, "its record has another format"
+    if record.get("made_from") != source:
+        return None, "it was made from another model, exporter or library version"
+    if not isinstance(record.get("onnx_sha256"), str) or type(record.get("onnx_bytes")) is not int:
+        return None, "its record lacks the file's checksum"
+    return record, ""
+
+
+def read_cached_onnx(path: Path, source: dict[str, Any]) -> tuple[bytes | None, str]:
+    """The verified bytes of a cache entry, or (None, why it cannot be used); ("" when there is none)."""
+    if not path.exists() and not path.is_symlink() and not sidecar_path(path).exists():
+        return None, ""
+    record, problem = _read_sidecar(sidecar_path(path), source)
+    if record is None:
+        return None, problem
+    try:
+        info = path.stat()
+        # Size first: a planted link to /dev/zero or a huge file is never read.
+        if not stat.S_ISREG(info.st_mode) or info.st_size != record["onnx_bytes"]:
+            return None, "it is not a regular file of the size its record gives"
+        data = path.read_bytes()
+    except OSError:
+        return None, "it is unreadable"
+    if hashlib.sha256(data).hexdigest() != record["onnx_sha256"]:
+        return None, "its checksum differs from its record"
+    return data, ""
+
+
+def _write_sidecar(onnx_path: Path, data: bytes, source: dict[str, Any]) -> None:
+    """Record what a fresh export was made from and its checksum, atomically."""
+    from batseg.atomic_files import write_text_atomically
+
+    record = {
+        "format": SIDECAR_FORMAT,
+        "made_from": source,
+        "onnx_bytes": len(data),
+        "onnx_sha256": hashlib.sha256(data).hexdigest(),
+    }
+    write_text_atomically(sidecar_path(onnx_path), json.dumps(record, indent=1, sort_keys=True) + "\n", overwrite=True)
 
 
 def _check_tile(manifest: dict[str, Any]) -> tuple[int, int, int]:
@@ -171,8 +294,10 @@ def _check_tile(manifest: dict[str, Any]) -> tuple[int, int, int]:
     return tuple(round_up(min(n, wanted), f) for n, wanted, f in zip(patch, (8, 64, 64), factors))  # type: ignore
 
 
-def export_onnx(model_path: Path, manifest: dict[str, Any], destination: Path) -> None:
-    """Export the model file's network to ONNX at `destination` (atomically) and check it."""
+def export_onnx(
+    model_path: Path, manifest: dict[str, Any], destination: Path, source: dict[str, Any] | None = None
+) -> bytes:
+    """Export the model file's network to ONNX at `destination` (atomically), check it, record it; its bytes."""
     import torch
 
     from batseg.model_file import load_model
@@ -211,19 +336,28 @@ def export_onnx(model_path: Path, manifest: dict[str, Any], destination: Path) -
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
                 raise BATsegError(f"the network could not be exported to ONNX ({first}); use --backend torch") from None
         _check_export(Path(temporary), wrapper, example.shape)
+        data = Path(temporary).read_bytes()
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    # The record last: an entry whose record is missing or older than its file fails the check.
+    _write_sidecar(destination, data, source or export_source(manifest))
+    return data
 
 
 def _check_export(path: Path, wrapper: Any, shape: tuple[int, ...]) -> None:
-    """Refuse an export whose outputs differ from PyTorch's on a random tile."""
+    """Refuse an export whose outputs differ from PyTorch's, or are not finite, on a random tile."""
     import torch
 
     example = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     with torch.inference_mode():
         reference = [t.numpy() for t in wrapper(example)]
+    if not all(np.isfinite(ref).all() for ref in reference):
+        # PyTorch itself gives NaN / inf: the network is broken, not the export (no fallback helps).
+        raise ModelFileError(
+            "the network's outputs on a test tile are not finite numbers (NaN or infinity); the model file is broken"
+        )
     try:
         produced = _session(path, threads=None, device="cpu").run(None, {"image": example.numpy()})
     except Exception as exc:  # onnxruntime's own exception types
@@ -231,7 +365,8 @@ def _check_export(path: Path, wrapper: Any, shape: tuple[int, ...]) -> None:
         raise BATsegError(f"ONNX Runtime cannot run the exported network ({first}); use --backend torch") from None
     for ref, out in zip(reference, produced):
         error = float(np.abs(ref - out).max())
-        if error > EXPORT_CHECK_TOLERANCE * max(1.0, float(np.abs(ref).max())):
+        # Written as "not within": NaN compares False both ways, so "error > tol" let NaN through.
+        if not error <= EXPORT_CHECK_TOLERANCE * max(1.0, float(np.abs(ref).max())):
             raise BATsegError(
                 f"the ONNX export differs from PyTorch by {error:.3g}; use --backend torch"
             )
@@ -239,20 +374,23 @@ def _check_export(path: Path, wrapper: Any, shape: tuple[int, ...]) -> None:
 
 def ensure_onnx(
     model_path: Path, manifest: dict[str, Any], folder: Path | None = None, log: Log | None = None
-) -> tuple[Path, bool]:
-    """The cached ONNX file of a model, exporting it first if needed: (path, was already cached)."""
+) -> tuple[Path, bytes, bool]:
+    """The verified ONNX export of a model, exporting it first if needed: (path, its bytes, was already cached)."""
+    source = export_source(manifest)
     path = onnx_cache_path(manifest, folder)
-    if path.is_file():
-        return path, True
+    data, problem = read_cached_onnx(path, source)
+    if data is not None:
+        return path, data, True
     if log:
-        log(f"exporting the model to ONNX once (cached in {path.parent})")
+        why = f"the cached export {path.name} is not used: {problem}; " if problem else ""
+        log(f"{why}exporting the model to ONNX once (cached in {path.parent})")
     try:
-        export_onnx(model_path, manifest, path)
+        data = export_onnx(model_path, manifest, path, source)
     except OSError as exc:
         raise BATsegError(
             f"cannot write the ONNX cache in {path.parent} ({exc.strerror}); set BATSEG_CACHE_DIR to a writable folder"
         ) from None
-    return path, False
+    return path, data, False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +398,8 @@ def ensure_onnx(
 # ---------------------------------------------------------------------------------------------
 
 
-def _session(path: Path, threads: int | None, device: str) -> Any:
+def _session(model: Path | bytes, threads: int | None, device: str) -> Any:
+    """An ONNX Runtime session over a file or over a model's bytes."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -270,7 +409,7 @@ def _session(path: Path, threads: int | None, device: str) -> Any:
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: no warnings on stderr
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    return onnxruntime.InferenceSession(str(path), options, providers=providers)
+    return onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
 
 
 class OnnxBackend:
@@ -278,11 +417,14 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, onnx_path: Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, onnx_path: Path, device: str = "cpu", threads: int | None = None, model_bytes: bytes | None = None
+    ) -> None:
+        """A session over `model_bytes` (the verified content of `onnx_path`) when given, else over the file."""
         self.device = device
         self.path = onnx_path
         try:
-            self.session = _session(onnx_path, threads, device)
+            self.session = _session(onnx_path if model_bytes is None else model_bytes, threads, device)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(
                 f"the cached ONNX model {onnx_path.name} cannot be loaded ({str(exc).splitlines()[0][:120]}); "
@@ -307,12 +449,12 @@ def create_backend(
     """A ready backend of a resolved `kind` ('torch' or 'onnx') and facts about it for the log."""
     if kind == "torch":
         return TorchBackend(model_path, device, threads), {"backend": "torch", "device": device}
-    path, cached = ensure_onnx(model_path, manifest, folder, log)
+    path, data, cached = ensure_onnx(model_path, manifest, folder, log)
     try:
-        backend = OnnxBackend(path, device, threads)
+        backend = OnnxBackend(path, device, threads, data)
     except ModelFileError:
-        # A damaged cache file (e.g. written by another version): export again once.
+        # Verified bytes this onnxruntime cannot load (the key names its version, so rare): export again once.
         path.unlink(missing_ok=True)
-        path, cached = ensure_onnx(model_path, manifest, folder, log)
-        backend = OnnxBackend(path, device, threads)
+        path, data, cached = ensure_onnx(model_path, manifest, folder, log)
+        backend = OnnxBackend(path, device, threads, data)
     return backend, {"backend": "onnx", "device": device, "onnx_cache": "warm" if cached else "cold", "onnx_path": str(path)}

@@ -23,11 +23,15 @@ Decisions:
   linearly.
 - On a GPU out-of-memory error the whole image is predicted again on the CPU (a warning says
   so); the predictor then stays on the CPU for later images.
+- Network outputs with NaN or infinite values are refused (`BATsegError`): argmax over NaN
+  logits is class 0, so a broken model (or one driven out of range) would otherwise label
+  every voxel background and report "no tumour" with exit status 0.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field as dataclass_field
@@ -37,11 +41,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from batseg.errors import BATsegError, ModelFileError
+from batseg.errors import BATsegError, InputImageError, ModelFileError
 from batseg.inference import backends
 from batseg.inference.memory import (
     ACTIVATION_BUDGET_BYTES,
-    available_bytes,
+    available_memory,
     check_fits,
     estimate_peak_bytes,
     tile_voxel_budget,
@@ -109,6 +113,17 @@ def mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [combo for r in range(len(spatial) + 1) for combo in itertools.combinations(spatial, r)]
 
 
+def check_finite(output: np.ndarray, what: str) -> None:
+    """Refuse network outputs with NaN or infinite values (module docstring)."""
+    if np.isfinite(output).all():
+        return
+    bad = int(output.size - np.count_nonzero(np.isfinite(output)))
+    raise BATsegError(
+        f"the network's {what} are not finite numbers (NaN or infinity) at {bad} of {output.size} values; "
+        "the model file is broken or this image drives it out of range"
+    )
+
+
 class Predictor:
     """A model file loaded once; `predict` segments SimpleITK images (module docstring)."""
 
@@ -125,6 +140,7 @@ class Predictor:
         progress: Progress | None = None,
         tile_budget_bytes: int = ACTIVATION_BUDGET_BYTES,
     ) -> None:
+        self.threads = backends.check_threads(threads)
         self.model_path = Path(model_path)
         self.manifest = verify(self.model_path)
         check_classes(self.manifest)
@@ -133,7 +149,6 @@ class Predictor:
         self.tile_mode = tile
         self.tile_step = float(tile_step)
         self.tile_budget = tile_voxel_budget(self.first_features, tile_budget_bytes)
-        self.threads = threads
         self.cache_folder = cache_folder
         self.device = backends.resolve_device(device)
         self.backend_name = backends.resolve_backend(backend, self.device)
@@ -206,24 +221,47 @@ class Predictor:
         mapping = self.mapping(direction)
         shape = mapping.spacing_to_model(tuple(size_xyz[::-1]))
         spacing = mapping.spacing_to_model(tuple(spacing_xyz[::-1]))
-        return model_grid_shape(shape, spacing, self.target_spacing)
+        return self._grid_shape(shape, spacing, size_xyz, spacing_xyz)
+
+    def _grid_shape(
+        self, shape: Sequence[int], spacing: Sequence[float], size_xyz: Sequence[int], spacing_xyz: Sequence[float]
+    ) -> tuple[int, int, int]:
+        """`model_grid_shape`, refusing a spacing so large that the grid size is not even a number."""
+        try:
+            return model_grid_shape(shape, spacing, self.target_spacing)
+        except (OverflowError, ValueError):  # size x spacing / target is infinite
+            millimetres = " x ".join(f"{s:g}" for s in spacing_xyz)
+            raise InputImageError(
+                f"the image ({' x '.join(map(str, size_xyz))} voxels of {millimetres} mm) is far too large to resample "
+                "to the model's spacing; check the voxel spacing in its header"
+            ) from None
 
     def tile_for(self, model_shape: Sequence[int]) -> tuple[int, int, int]:
         return choose_tile(model_shape, self.patch_size, self.multiple, self.tile_mode, self.tile_budget)
 
-    def estimate_peak_bytes(self, info: ImageInfo, keep_field: bool = False) -> int:
-        """Estimated peak memory of predicting an image described by its header."""
-        shape = self.model_shape(info.size[:3], info.spacing[:3], info.direction)
-        tile = self.tile_for(shape)
-        several = plan_windows(shape, tile, self.tile_step).count > 1
+    def _estimate(self, info: ImageInfo, shape: Sequence[int], keep_field: bool, tiles: bool = True) -> int:
+        """Estimated peak bytes for a header and its model grid; without the tile activations when not `tiles`."""
+        tile_voxels, several = 0, False
+        if tiles:
+            tile = self.tile_for(shape)
+            tile_voxels = math.prod(tile)
+            several = plan_windows(shape, tile, self.tile_step).count > 1
         return estimate_peak_bytes(
-            info.voxels, info.bytes_per_component, shape, int(np.prod(tile)), several,
+            math.prod(int(n) for n in info.size), info.bytes_per_component, shape, tile_voxels, several,
             self.num_classes, self.field_channels, self.first_features, keep_field,
         )
 
+    def estimate_peak_bytes(self, info: ImageInfo, keep_field: bool = False) -> int:
+        """Estimated peak memory of predicting an image described by its header."""
+        return self._estimate(info, self.model_shape(info.size[:3], info.spacing[:3], info.direction), keep_field)
+
     def check_memory(self, info: ImageInfo, name: str = "the image", keep_field: bool = False) -> None:
         """Refuse (InputImageError) an image whose prediction would not fit in the available memory."""
-        check_fits(self.estimate_peak_bytes(info, keep_field), available_bytes(), name, info.size)
+        shape = self.model_shape(info.size[:3], info.spacing[:3], info.direction)
+        available, where = available_memory()
+        # The grids alone first: an absurd grid (a wrong spacing) is refused before tiles are planned over it.
+        for tiles in (False, True):
+            check_fits(self._estimate(info, shape, keep_field, tiles), available, name, info.size, where, shape)
 
     # -- prediction ----------------------------------------------------------------------------
 
@@ -238,11 +276,19 @@ class Predictor:
         """The z-scored volume on the model grid, the axis mapping, and the reoriented spacing and shape."""
         mapping = self.mapping(image.GetDirection())
         spacing = mapping.spacing_to_model(image.GetSpacing()[::-1])
+        size = mapping.spacing_to_model(image.GetSize()[::-1])
+        shape = self._grid_shape(size, spacing, image.GetSize(), image.GetSpacing())
+        self._check_grid_fits(shape, image.GetSize())
         volume = mapping.to_model(sitk.GetArrayViewFromImage(image)).astype(np.float32, order="C")
         zscore(volume)
-        shape = model_grid_shape(volume.shape, spacing, self.target_spacing)
         resized = resize_volume(volume, shape, spacing, self.target_spacing, IMAGE_ORDER, self.resampling)
         return resized, mapping, spacing, volume.shape
+
+    def _check_grid_fits(self, shape: Sequence[int], size: Sequence[int]) -> None:
+        """Refuse a model grid whose arrays alone exceed the available memory (callers may skip `check_memory`)."""
+        per_voxel = 4 * (1 + self.num_classes + self.field_channels)
+        available, where = available_memory()
+        check_fits(math.prod(shape) * per_voxel, available, "the image", size, where, shape)
 
     def _tile_runner(self, tta: bool) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
         """The function run on each tile: the backend, or the mean over mirrored copies with TTA."""
@@ -279,6 +325,7 @@ class Predictor:
                 raise
             self._fall_back_to_cpu()
             logits, field = predict_windows(volume, self._tile_runner(tta), plan, on_tile)
+        check_finite(logits, "logits")
         return logits, field, {"model_shape": list(volume.shape), "tile": list(tile), "tiles": plan.count}
 
     def _fall_back_to_cpu(self) -> None:
@@ -310,6 +357,8 @@ class Predictor:
         with self._stage("predict", timings):
             logits, field_grid, details = self.predict_grid(volume, tta)
             del volume
+        if field and field_grid is not None:
+            check_finite(field_grid, "distance field")
         with self._stage("resample back", timings):
             labels, probs, field_out = self._restore(
                 logits, field_grid if field else None, mapping, spacing, input_shape, probabilities
