@@ -30,6 +30,7 @@ import SimpleITK as sitk
 from batseg import acquisition
 from batseg.atomic_files import check_can_write, write_all_or_nothing
 from batseg.errors import BATsegError
+from batseg.field_of_view import geometry_warnings
 from batseg.inference.memory import peak_resident_bytes
 from batseg.inference.predictor import Predictor
 from batseg.io import Case, image_suffix, image_writer, read_image, vector_image
@@ -153,7 +154,9 @@ def segment_case(
     facts = acquisition.of_case(case)
     prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field)
     timings.update(prediction.timings)
-    warnings = prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w]
+    # Contrast from the metadata, geometry from the header: both say when the input is not what
+    # the model was trained on (sagittal T1 Gd slices covering the cord in context).
+    warnings = prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w] + geometry_warnings(image)
     with stage("postprocess"):
         labels = postprocess_labels(prediction.labels, prediction.probabilities, options)
     with stage("report"):
