@@ -1,0 +1,148 @@
+"""Real healthy scans resliced to random clinical sagittal grids, and T2 scans made T1-like.
+
+Real spinal MRI that can be redistributed is 1 mm isotropic and mostly T2-weighted (see
+../shared/data/real-spine-mri); the target data is sagittal T1 after gadolinium, 0.4-0.8 mm
+in-plane with 3-4 mm slices across left-right. This module brings a real scan (and its cord
+mask) onto such a grid, drawn at random per case so that a network trained on the result sees
+the spread of real protocols:
+
+- Grid: PIR (i toward posterior, j toward inferior, k toward right: the phantoms' and the
+  shipped model's axes), in-plane spacing U(0.4, 0.8) mm, slice thickness U(3.0, 4.2) mm, a
+  rotation of up to 6 degrees about each axis, and a superior-inferior window of 60-100% of
+  the scan's extent (the small and large fields of view of real protocols).
+- Slice thickness: before sampling, the source is blurred across left-right with a Gaussian
+  whose full width at half maximum is the slice thickness (a thick slice averages its
+  thickness; plain interpolation would keep 1 mm detail that a 3.6 mm slice cannot show).
+- T2 -> T1-like ("tissue-wise remapping"): on T2 the cerebrospinal fluid around the cord is
+  bright, on T1 it is dark; fat is bright on both. Inside the spinal canal, approximated as
+  the cord mask dilated by 6 mm, voxels brighter than the cord are mixed toward a dark CSF
+  signal (0.3-0.45 of the cord's) in proportion to how far they are from cord toward CSF
+  brightness (fully from halfway); outside the canal the scan is kept, so callers crop to the
+  rows the cord mask covers (`cord_rows`). The result has T1's dark canal around an
+  intermediate cord; bone marrow stays T2-like (intermediate), a known difference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+# LPS direction columns of the grid: i -> posterior, j -> inferior, k -> right.
+PIR_DIRECTION = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+IN_PLANE_MM = (0.4, 0.8)
+SLICE_MM = (3.0, 4.2)
+MAX_TILT_DEG = 6.0
+SI_WINDOW = (0.6, 1.0)
+CANAL_MARGIN_MM = 6.0
+
+
+def _rotation(angles_deg: np.ndarray) -> np.ndarray:
+    """3x3 rotation: successive rotations about the LPS x, y and z axes."""
+    matrix = np.eye(3)
+    for axis, degrees in enumerate(angles_deg):
+        c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+        r = np.eye(3)
+        a, b = [i for i in range(3) if i != axis]
+        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
+        matrix = r @ matrix
+    return matrix
+
+
+def _corners(image: sitk.Image) -> np.ndarray:
+    size = image.GetSize()
+    return np.array([
+        image.TransformContinuousIndexToPhysicalPoint([c[d] * (size[d] - 1) for d in range(3)])
+        for c in np.ndindex(2, 2, 2)
+    ])
+
+
+def clinical_grid(image: sitk.Image, rng: np.random.Generator | None, in_plane: float | None = None,
+                  slice_mm: float | None = None) -> sitk.Image:
+    """An empty PIR image on a clinical sagittal grid inside `image`'s extent (random when
+    `rng` is given; else the whole extent, untilted, at `in_plane` x `slice_mm`)."""
+    if rng is not None:
+        in_plane = in_plane or float(rng.uniform(*IN_PLANE_MM))
+        slice_mm = slice_mm or float(rng.uniform(*SLICE_MM))
+        direction = _rotation(rng.uniform(-MAX_TILT_DEG, MAX_TILT_DEG, 3)) @ PIR_DIRECTION
+    else:
+        direction = PIR_DIRECTION
+    spacing = np.array([in_plane or 0.5, in_plane or 0.5, slice_mm or 3.6])
+    # The scan's corners in grid coordinates (direction columns as axes) give the extent to cover.
+    local = _corners(image) @ direction
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    if rng is not None:  # a superior-inferior window (grid axis j) of 60-100% of the extent
+        length = (hi[1] - lo[1]) * rng.uniform(*SI_WINDOW)
+        lo[1] = lo[1] + rng.uniform(0, hi[1] - lo[1] - length)
+        hi[1] = lo[1] + length
+    size = [max(1, int(np.floor((h - l) / s)) + 1) for l, h, s in zip(lo, hi, spacing)]
+    reference = sitk.Image(size, sitk.sitkFloat32)
+    reference.SetSpacing(spacing.tolist())
+    reference.SetDirection(direction.flatten().tolist())
+    reference.SetOrigin((direction @ lo).tolist())
+    return reference
+
+
+def _blur_left_right(image: sitk.Image, slice_mm: float) -> sitk.Image:
+    """Blur along the source axis closest to left-right by a Gaussian of FWHM `slice_mm`."""
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    axis = int(np.argmax(np.abs(direction[0])))  # source index axis most aligned with LPS x
+    sigma_vox = slice_mm / 2.355 / image.GetSpacing()[axis]
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    array = ndimage.gaussian_filter1d(array, sigma_vox, axis=2 - axis, mode="nearest")
+    blurred = sitk.GetImageFromArray(array)
+    blurred.CopyInformation(image)
+    return blurred
+
+
+def reslice(image: sitk.Image, reference: sitk.Image, label: bool = False) -> sitk.Image:
+    """`image` on `reference`'s grid: thick-slice average + linear for images, nearest for masks."""
+    if label:
+        return sitk.Resample(sitk.Cast(image > 0.5, sitk.sitkUInt8), reference, sitk.Transform(),
+                             sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    source = _blur_left_right(sitk.Cast(image, sitk.sitkFloat32), reference.GetSpacing()[2])
+    return sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def t1_like(array: np.ndarray, cord: np.ndarray, spacing_zyx: tuple[float, float, float],
+            rng: np.random.Generator) -> np.ndarray:
+    """A T2-weighted array with T1's dark CSF around the cord (module docstring)."""
+    cord = cord > 0
+    if not cord.any():
+        return array.astype(np.float32)
+    canal = ndimage.distance_transform_edt(~cord, sampling=spacing_zyx) <= CANAL_MARGIN_MM
+    cord_signal = float(np.median(array[cord]))
+    around = canal & ~cord
+    csf_signal = float(np.percentile(array[around], 90)) if around.any() else cord_signal * 2
+    if csf_signal <= cord_signal * 1.05:
+        return array.astype(np.float32)
+    # Fully dark from halfway between cord and CSF brightness: partial-volume CSF must go too.
+    towards_csf = np.clip((array - cord_signal) / (0.5 * (csf_signal - cord_signal)), 0.0, 1.0)
+    # Soften the canal's edge so that no step is drawn at the 5 mm margin.
+    weight = ndimage.gaussian_filter(canal.astype(np.float32), sigma=[1.0 / s for s in spacing_zyx]) * towards_csf
+    dark = cord_signal * rng.uniform(0.3, 0.45)
+    return (array * (1 - weight) + dark * weight).astype(np.float32)
+
+
+def cord_rows(cord: np.ndarray, row_mm: float, margin_mm: float = 5.0) -> slice:
+    """The j rows (axis 1) the cord mask covers, widened by `margin_mm`: the part of a scan whose
+    canal `t1_like` can remap."""
+    rows = np.flatnonzero(cord.any(axis=(0, 2)))
+    if rows.size == 0:
+        return slice(0, cord.shape[1])
+    pad = int(round(margin_mm / row_mm))
+    return slice(max(0, rows[0] - pad), min(cord.shape[1], rows[-1] + pad + 1))
+
+
+def crop_rows(reference: sitk.Image, rows: slice) -> sitk.Image:
+    """`reference` limited to the j rows `rows` (same spacing and direction, shifted origin)."""
+    size = list(reference.GetSize())
+    size[1] = int(rows.stop - rows.start)
+    size = [int(s) for s in size]
+    cropped = sitk.Image(size, reference.GetPixelID())
+    cropped.SetSpacing(reference.GetSpacing())
+    cropped.SetDirection(reference.GetDirection())
+    cropped.SetOrigin(reference.TransformIndexToPhysicalPoint((0, int(rows.start), 0)))
+    return cropped
