@@ -207,6 +207,8 @@ def insert_lesion(image: np.ndarray, cord: np.ndarray, spacing: tuple[float, flo
         noisy = signal + rng.standard_normal(image.shape).astype(np.float32) * sigma
         out = out * (1 - weight) + noisy * weight
         tumour = np.maximum(tumour, weight) if part.labelled else np.where(weight > 0.5, 0, tumour)
+    if tumour_type == MENINGIOMA:
+        tumour[cord] = 0  # extramedullary: the label never takes a cord voxel
     label[tumour > 0.5] = tumour_type
     if tumour_type != MENINGIOMA:  # the cord mask holds its intramedullary lesion, as in the phantoms
         cord = cord | (label > 0)

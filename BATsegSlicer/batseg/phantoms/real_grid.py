@@ -70,9 +70,16 @@ def clinical_grid(image: sitk.Image, rng: np.random.Generator | None, in_plane: 
     else:
         direction = PIR_DIRECTION
     spacing = np.array([in_plane or 0.5, in_plane or 0.5, slice_mm or 3.6])
-    # The scan's corners in grid coordinates (direction columns as axes) give the extent to cover.
-    local = _corners(image) @ direction
-    lo, hi = local.min(axis=0), local.max(axis=0)
+    # The scan's extent on the untilted grid, then the largest box of the tilted grid inside it
+    # (each axis shortened by what the tilt brings in from the others), so that no grid voxel
+    # falls outside the scan, as none does in an acquired series.
+    local = _corners(image) @ PIR_DIRECTION
+    centre, extent = (local.min(axis=0) + local.max(axis=0)) / 2, np.ptp(local, axis=0)
+    mixing = np.abs(direction.T @ PIR_DIRECTION)
+    inner = extent - (mixing - np.diag(np.diag(mixing))) @ extent
+    extent = np.maximum(inner, 0.5 * extent)
+    centre = direction.T @ (PIR_DIRECTION @ centre)
+    lo, hi = centre - extent / 2, centre + extent / 2
     if rng is not None:  # a superior-inferior window (grid axis j) of 60-100% of the extent
         length = (hi[1] - lo[1]) * rng.uniform(*SI_WINDOW)
         lo[1] = lo[1] + rng.uniform(0, hi[1] - lo[1] - length)
