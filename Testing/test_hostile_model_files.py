@@ -157,3 +157,11 @@ def test_a_hostile_file_in_the_user_folder_does_not_break_the_others(tmp_path: P
     entries = {e.path.name: e for e in list_models()}
     assert entries["evil.batseg"].manifest is None and "strides" in entries["evil.batseg"].error
     assert resolve_model("good") == folder / "good.batseg"
+
+
+def test_weights_with_a_head_the_manifest_does_not_declare_are_refused(tmp_path: Path) -> None:
+    """A checksum-valid file whose manifest says "no field head" but which holds BATseg weights
+    (146 names differ in the shipped model) must not load with random weights."""
+    hostile = with_edit(light_model(), tmp_path / "headless.batseg", lambda m: m["architecture"].update(field_head=None))
+    with pytest.raises(ModelFileError, match="tensor names differ"):
+        load_model(hostile)
