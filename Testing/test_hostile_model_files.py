@@ -8,6 +8,7 @@ the nnU-Net plans a fine-tune builds from) and from the random-weight test model
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -165,3 +166,13 @@ def test_weights_with_a_head_the_manifest_does_not_declare_are_refused(tmp_path:
     hostile = with_edit(light_model(), tmp_path / "headless.batseg", lambda m: m["architecture"].update(field_head=None))
     with pytest.raises(ModelFileError, match="tensor names differ"):
         load_model(hostile)
+
+
+def test_a_manifest_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    from batseg.model_file import MAX_MANIFEST_BYTES
+
+    manifest, weights = read_source(light_model())
+    manifest["padding"] = "x" * MAX_MANIFEST_BYTES
+    hostile = write_raw(tmp_path / "big.batseg", json.dumps(manifest), weights)
+    with pytest.raises(ModelFileError, match="implausibly large"):
+        read_manifest(hostile)
