@@ -166,11 +166,11 @@ class BATsegLogic(_LogicBase):
         scene = volume.GetScene()
         base = f"{volume.GetName()} BATseg"
         segmentation = create_tumour_segmentation(scene, volume, labels, base)
-        remember_ai_output(segmentation, volume, labels, manifest)
+        ai_output = remember_ai_output(segmentation, volume, labels, manifest)
         segmentation.SetAttribute("BATseg.Report", json.dumps(report))
         table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(base + " lesions"))
         fill_table_node(table, lesions)
-        nodes = [segmentation, table]
+        nodes = [segmentation, table, ai_output]
         probability_node = None
         if probability is not None:
             probability_node = create_probability_volume(scene, volume, probability, base + " tumour probability")

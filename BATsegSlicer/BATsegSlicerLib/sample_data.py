@@ -68,7 +68,8 @@ def _case(entry: dict[str, Any], folder: str) -> SampleCase:
 
 
 def registration_arguments(case: SampleCase) -> dict[str, Any]:
-    """Keyword arguments of SampleDataLogic.registerCustomSampleDataSource for one case."""
+    """Keyword arguments of SampleDataLogic.registerCustomSampleDataSource for one case
+    (`loadFileTypes`: `loadFileType` is its deprecated spelling, kept by Slicer for old callers)."""
     uris = [pathlib.Path(case.image).as_uri()]
     file_names = [os.path.basename(case.image)]
     node_names = [case.name]
@@ -81,7 +82,7 @@ def registration_arguments(case: SampleCase) -> dict[str, Any]:
         checksums.append(f"SHA256:{case.label_sha256}")
         load_types.append("SegmentationFile")
     arguments = {"category": CATEGORY, "sampleName": case.name, "uris": uris, "fileNames": file_names,
-                 "nodeNames": node_names, "checksums": checksums, "loadFileType": load_types}
+                 "nodeNames": node_names, "checksums": checksums, "loadFileTypes": load_types}
     if case.thumbnail and os.path.isfile(case.thumbnail):
         arguments["thumbnailFileName"] = case.thumbnail
     return arguments

@@ -21,10 +21,25 @@ Every code below is copied from a source named next to it; none is made up.
     Slicer's DICOM master list above, DICOM CID 7159 "LesionSegmentationTypes"), and the
     specific tumour type is carried by the segment name. Because two classes share that code,
     `class_for_segment` resolves them by name.
+- Type modifiers of Neoplasm, to tell spinal meningioma and hemangioblastoma apart in the
+  terminology itself: codes of the private coding scheme "99BATSEG" (DICOM PS3.3 section 8.2:
+  a coding scheme designator beginning with "99" is private, defined by its user). They are
+  this module's own labels, not SNOMED CT codes, and are only ever written as modifiers of the
+  standard Neoplasm code: a reader that knows nothing of 99BATSEG still sees "Neoplasm".
 - Anatomic region: SCT 2748008 "Spinal cord". Source: Slicer's
   Modules/Loadable/Terminologies/Resources/AnatomicRegionAndModifier-DICOM-Master.json
   (DICOM CID 7153 "CNS Tissue Segmentation Types"); also DICOM PS3.16 CID 7153 as mirrored in
   bvdh/dicom-terminology-in-fhir input/fsh/ValueSet-dicom-cid-7153-CNSSegmentationType.fsh.
+
+The module's own terminology context. Slicer's terminology picker finds only codes of the
+contexts it has loaded, and Ependymoma and Astrocytoma are not in Slicer's DICOM master list, so
+the four types ship as a context file of their own
+(Resources/Terminology/SegmentationCategoryTypeModifier-BATseg.term.json, the format of Slicer's
+and MONAIAuto3DSeg's context files), loaded at Slicer start-up (`load_terminology_context`), and
+segments name that context. The file is `context_document()` written out; a test keeps the two
+equal. The segments' names are not generated from the terminology (segmentation.py turns that
+off): confirming the terminology dialog would otherwise rename "Spinal meningioma" to
+"Neoplasm in Spinal cord".
 
 Segments are mapped to tumour classes by terminology and name, never by label value: label
 values in a `.seg.nrrd` are renumbered by Slicer as soon as segments are edited.
@@ -32,15 +47,24 @@ values in a `.seg.nrrd` are renumbered by Slicer as soon as segments are edited.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from typing import Any
 
+from batseg.errors import BATsegError
 from batseg.labels import TUMOUR_CLASSES, TumourClass
 
+from BATsegSlicerLib.commands import MODULE_DIR
+
 SCHEME = "SCT"
-# Context names of Slicer's built-in DICOM lists: a terminology string naming them opens the
-# right lists in Slicer's terminology selector.
-TYPE_CONTEXT = "Segmentation category and type - DICOM master list"
+PRIVATE_SCHEME = "99BATSEG"  # DICOM private coding scheme ("99" prefix): this module's own labels
+# The module's own context (types); the anatomic region comes from Slicer's built-in DICOM list.
+TYPE_CONTEXT = "Segmentation category and type - BATseg spinal cord tumours"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+DICOM_TYPE_CONTEXT = "Segmentation category and type - DICOM master list"  # what BATseg before 0.7 wrote
+CONTEXT_FILE = os.path.join(MODULE_DIR, "Resources", "Terminology", "SegmentationCategoryTypeModifier-BATseg.term.json")
+CONTEXT_SCHEMA = "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json#"
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,11 @@ TYPE_BY_CLASS_KEY: dict[str, Code] = {
     "astrocytoma": Code("1157043006", "Astrocytoma"),
     "hemangioblastoma": NEOPLASM,
 }
+# Type modifier per class whose type code is shared (Neoplasm); see the module docstring.
+MODIFIER_BY_CLASS_KEY: dict[str, Code] = {
+    "meningioma": Code("MENINGIOMA", "Spinal meningioma", PRIVATE_SCHEME),
+    "hemangioblastoma": Code("HEMANGIOBLASTOMA", "Hemangioblastoma", PRIVATE_SCHEME),
+}
 
 
 def terminology_string(tumour: TumourClass) -> str:
@@ -74,9 +103,10 @@ def terminology_string(tumour: TumourClass) -> str:
     terminology files (they are not loaded headless).
     """
     kind = TYPE_BY_CLASS_KEY[tumour.key]
+    modifier = MODIFIER_BY_CLASS_KEY.get(tumour.key)
     empty = "^^"
     return "~".join([
-        TYPE_CONTEXT, _coded(CATEGORY), _coded(kind), empty,
+        TYPE_CONTEXT, _coded(CATEGORY), _coded(kind), _coded(modifier) if modifier else empty,
         ANATOMIC_CONTEXT, _coded(SPINAL_CORD), empty,
     ])
 
@@ -86,9 +116,10 @@ def _coded(code: Code) -> str:
 
 
 def parse_terminology(text: str) -> dict[str, Code | None]:
-    """The category, type and region codes of a serialized terminology entry (None if absent)."""
+    """The category, type, type modifier and region codes of a serialized terminology entry
+    (None if absent)."""
     parts = (text or "").split("~")
-    fields = {"category": 1, "type": 2, "region": 5}
+    fields = {"category": 1, "type": 2, "type_modifier": 3, "region": 5}
     return {name: _parse_code(parts[index]) if index < len(parts) else None for name, index in fields.items()}
 
 
@@ -102,17 +133,26 @@ def _parse_code(text: str) -> Code | None:
 def class_for_segment(name: str, terminology: str) -> TumourClass | None:
     """The tumour class a segment stands for, or None if it is none of the four.
 
-    Order: (1) a terminology type code used by exactly one class decides; (2) otherwise the
-    segment name decides (case-insensitive match of the class name or key, e.g. "Ependymoma",
-    "ependymoma", "Spinal meningioma", "meningioma 2"); (3) a shared code (Neoplasm) whose name
-    matches no class gives None. A terminology type that belongs to no class is ignored in
-    favour of the name, so a user who re-coded a segment but kept its name is still understood.
+    Order: (1) a terminology type code used by exactly one class decides; (2) the shared
+    Neoplasm code with one of this module's type modifiers (99BATSEG) decides; (3) otherwise
+    the segment name decides (case-insensitive match of the class name or key, e.g.
+    "Ependymoma", "ependymoma", "Spinal meningioma", "meningioma 2"); (4) a shared code
+    (Neoplasm) without a modifier, whose name matches no class, gives None. A terminology type
+    that belongs to no class is ignored in favour of the name, so a user who re-coded a segment
+    (e.g. plain Neoplasm from Slicer's DICOM list) but kept its name is still understood.
     """
-    kind = parse_terminology(terminology).get("type")
+    codes = parse_terminology(terminology)
+    kind = codes.get("type")
     if kind is not None:
         owners = [c for c in TUMOUR_CLASSES if TYPE_BY_CLASS_KEY[c.key].value == kind.value]
         if len(owners) == 1:
             return owners[0]
+        modifier = codes.get("type_modifier")
+        if owners and modifier is not None and modifier.scheme == PRIVATE_SCHEME:
+            for tumour in owners:
+                own = MODIFIER_BY_CLASS_KEY.get(tumour.key)
+                if own is not None and own.value == modifier.value:
+                    return tumour
     return class_for_name(name)
 
 
@@ -121,3 +161,53 @@ def class_for_name(name: str) -> TumourClass | None:
     lowered = (name or "").lower()
     matches = [c for c in TUMOUR_CLASSES if c.name.lower() in lowered or c.key in lowered]
     return matches[0] if len(matches) == 1 else None
+
+
+def context_document() -> dict[str, Any]:
+    """The module's terminology context (Slicer's .term.json format): the category, the two
+    specific tumour types and Neoplasm with this module's two modifiers, in the segments'
+    colours and names."""
+
+    def colour(tumour: TumourClass) -> list[int]:
+        return [int(round(255 * channel)) for channel in tumour.color]
+
+    def entry(code: Code, label: str, tumour: TumourClass | None = None) -> dict[str, Any]:
+        item: dict[str, Any] = {"CodeMeaning": code.meaning, "CodingSchemeDesignator": code.scheme,
+                                "CodeValue": code.value, "3dSlicerLabel": label}
+        if code.scheme == SCHEME:
+            item["SNOMEDCTConceptID"] = code.value
+        if tumour is not None:
+            item["recommendedDisplayRGBValue"] = colour(tumour)
+        return item
+
+    types = []
+    for tumour in TUMOUR_CLASSES:
+        kind = TYPE_BY_CLASS_KEY[tumour.key]
+        if tumour.key not in MODIFIER_BY_CLASS_KEY:
+            types.append(entry(kind, tumour.name, tumour))
+        elif not any(t["CodeValue"] == kind.value for t in types):
+            neoplasm = entry(kind, kind.meaning)
+            neoplasm["Modifier"] = [entry(MODIFIER_BY_CLASS_KEY[t.key], t.name, t) for t in TUMOUR_CLASSES
+                                    if TYPE_BY_CLASS_KEY[t.key] == kind and t.key in MODIFIER_BY_CLASS_KEY]
+            types.append(neoplasm)
+    category = {"CodeMeaning": CATEGORY.meaning, "CodingSchemeDesignator": CATEGORY.scheme,
+                "CodeValue": CATEGORY.value, "SNOMEDCTConceptID": CATEGORY.value, "showAnatomy": True,
+                "Type": types}
+    return {"SegmentationCategoryTypeContextName": TYPE_CONTEXT, "@schema": CONTEXT_SCHEMA,
+            "SegmentationCodes": {"Category": [category]}}
+
+
+def write_context_file(path: str = CONTEXT_FILE) -> None:
+    """Write `context_document()` to the shipped context file (after changing the codes above)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(context_document(), handle, indent=2)
+        handle.write("\n")
+
+
+def load_terminology_context(terminologies_logic, path: str = CONTEXT_FILE) -> str:
+    """Load the module's context into Slicer's terminologies logic (at start-up); returns its name."""
+    name = terminologies_logic.LoadTerminologyFromFile(os.fspath(path))
+    if name != TYPE_CONTEXT:
+        raise BATsegError(f"the terminology file {path} could not be loaded (got context {name!r}): "
+                          "reinstall the extension")
+    return name

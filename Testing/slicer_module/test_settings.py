@@ -133,7 +133,8 @@ def test_sample_data_registration_arguments(tmp_path):
     assert arguments["uris"] == [(folder / "case1.nii.gz").as_uri(), (folder / "case1_label.nii.gz").as_uri()]
     assert arguments["checksums"] == [f"SHA256:{hashlib.sha256(b'image').hexdigest()}",
                                       f"SHA256:{hashlib.sha256(b'label').hexdigest()}"]
-    assert arguments["loadFileType"] == ["VolumeFile", "SegmentationFile"]
+    assert arguments["loadFileTypes"] == ["VolumeFile", "SegmentationFile"]
+    assert "loadFileType" not in arguments  # the deprecated spelling
     assert arguments["thumbnailFileName"] == str(folder / "case1.png")
     assert "not for clinical use" in arguments["category"]
     assert sample_data.read_sample_cases(str(tmp_path / "missing.json")) == []
