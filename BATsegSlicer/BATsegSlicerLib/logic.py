@@ -9,7 +9,9 @@ Segmentation run (`process` / `startSegmentation`):
    and added to the scene: one segmentation node with the four tumour segments (empty ones
    included), a table node with one row per lesion, optionally a tumour-probability volume;
    all placed under the input's study in the subject hierarchy;
-4. the temporary folder is removed in every outcome.
+4. the temporary folder is removed in every outcome; it is a run folder (run_folders.py) that
+   names this Slicer and the child, so that if Slicer crashes during the run the next start-up
+   stops the orphaned child and removes the folder.
 A cancelled or failed run adds nothing to the scene. The result also carries the run's
 warnings (`Job.warnings`, without the model's disclaimer, which the panel always shows), the
 minimum lesion volume applied and the case's overall type, so scripts and tests see what the
@@ -25,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,6 +47,7 @@ from BATsegSlicerLib.models import ModelEntry, ModelLibrary, model_disclaimer, r
 from BATsegSlicerLib.parameter_node import Parameters, parameter_node
 from BATsegSlicerLib.probability import create_probability_volume, tumour_probability
 from BATsegSlicerLib.process import ChildProcess
+from BATsegSlicerLib.run_folders import new_run_folder, record_child
 from BATsegSlicerLib.run_summary import NO_TYPE, results_summary
 from BATsegSlicerLib.segmentation import create_tumour_segmentation, place_beside, show_in_3d
 from BATsegSlicerLib.storage import read_array_on_grid, write_volume
@@ -131,7 +133,7 @@ class BATsegLogic(_LogicBase):
         """Start the child process; poll the returned Job from the main thread."""
         _check_input_volume(inputVolume)
         manifest = read_manifest(modelPath)
-        workdir = tempfile.mkdtemp(prefix="batseg-run-")
+        workdir = new_run_folder()
         try:
             input_path = os.path.join(workdir, "in", CASE + ".nii.gz")
             output_dir = os.path.join(workdir, "out")
@@ -151,11 +153,19 @@ class BATsegLogic(_LogicBase):
             on_finished=onFinished, cleanup=lambda: shutil.rmtree(workdir, ignore_errors=True),
             shown_elsewhere=[model_disclaimer(manifest)],  # printed by the engine on every run
         )
-        return job.start()
+        try:
+            job.start()
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        record_child(workdir, process.pid)
+        return job
 
     def _load_segmentation(self, volume, output_dir: str, manifest: dict[str, Any],
                            options: PredictOptions, warnings: list[str]) -> SegmentationResult:
         """Read the child's outputs (all checks first) and only then add nodes to the scene."""
+        if volume.GetScene() is None:
+            raise BATsegError("the input volume was removed from the scene during the run: nothing was added")
         labels = read_array_on_grid(os.path.join(output_dir, CASE + ".nii.gz"), volume)
         report = read_report(os.path.join(output_dir, CASE + ".report.json"))
         lesions = lesions_from_report(report)
@@ -223,8 +233,10 @@ class BATsegLogic(_LogicBase):
         command = commands.build_train_command(self.pythonExecutable(), modelPath, exportDir, output, epochs, device,
                                                replayData)
         process = ChildProcess(command, env=commands.child_environment())
+        record = new_run_folder()  # only the owner record: a crashed Slicer's child is stopped at start-up
 
         def cleanup() -> None:
+            shutil.rmtree(record, ignore_errors=True)
             if job.state is not JobState.SUCCEEDED and os.path.exists(output):
                 os.remove(output)  # a cancelled or failed run must not leave a broken model behind
 
@@ -235,7 +247,13 @@ class BATsegLogic(_LogicBase):
 
         job = Job("BATseg fine-tuning", process, on_event=onEvent, on_success=load_model,
                   on_finished=onFinished, cleanup=cleanup)
-        return job.start()
+        try:
+            job.start()
+        except BaseException:
+            shutil.rmtree(record, ignore_errors=True)
+            raise
+        record_child(record, process.pid)
+        return job
 
 
 def exported_case_count(export_dir: str) -> int:
