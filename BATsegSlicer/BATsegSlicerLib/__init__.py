@@ -5,12 +5,30 @@ process running the engine), `commands` (its command lines), `segmentation` (lab
 segmentation node), `terminology` (SNOMED CT codes), `storage` (file I/O), `lesion_report`
 (results table), `probability` (uncertainty overlay), `ai_output` (what the AI produced),
 `export` (cases for retraining), `models` (model files), `install` (dependencies), `gpu`
-(device probe), `parameter_node`, `sample_data`, `files`. Needs `slicer`, `vtk` and `numpy`
-only; never `qt`, and never torch in Slicer's own process.
+(device probe), `parameter_node`, `sample_data`, `files`, `compatibility` (the supported
+Slicer), `panel_state` (the panel's decisions), `run_folders` (run folders, a crashed Slicer's
+leftovers). Needs `slicer`, `vtk` and `numpy` only; never `qt`, and never torch in Slicer's own
+process.
+
+Importing the package imports nothing else: `compatibility` must load on any Slicer's Python
+(5.8 bundles 3.9) to say why the module cannot run there, so the names below are imported on
+first use.
 """
 
-from BATsegSlicerLib.commands import PredictOptions
-from BATsegSlicerLib.jobs import Job, JobState
-from BATsegSlicerLib.logic import BATsegLogic, SegmentationResult
+_EXPORTS = {
+    "BATsegLogic": "BATsegSlicerLib.logic",
+    "SegmentationResult": "BATsegSlicerLib.logic",
+    "Job": "BATsegSlicerLib.jobs",
+    "JobState": "BATsegSlicerLib.jobs",
+    "PredictOptions": "BATsegSlicerLib.commands",
+}
 
-__all__ = ["BATsegLogic", "Job", "JobState", "PredictOptions", "SegmentationResult"]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'BATsegSlicerLib' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

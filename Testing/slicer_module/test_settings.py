@@ -107,14 +107,17 @@ def test_dependency_plan_never_touches_protected_packages():
     requires = ["torch!=2.9.*,>=2.1.2", "acvl-utils<0.3,>=0.2.6", "numpy>=1.24", "SimpleITK>=2.2.1", "requests",
                 "timm", "tqdm", "dynamic-network-architectures<0.5,>=0.4.4", 'pre-commit; extra == "dev"',
                 'pandas; python_version >= "3.9"', "graphviz"]
-    remaining = install.remaining_dependencies("nnunetv2", installed=lambda name: name == "graphviz",
-                                               requires=lambda name: requires)
-    assert remaining == ["acvl-utils<0.3,>=0.2.6", "pandas", "tqdm"]
+    versions = {"nnunetv2": "2.8.1", "dynamic-network-architectures": "0.4.4", "graphviz": "0.20", "torch": "2.5.1",
+                "SimpleITK": "2.1.0", "numpy": "1.26.4", "requests": "2.32.3", "safetensors": "0.4.5",
+                "scipy": "1.14.1", "onnxruntime": "1.20.0"}
+    problems = install.check(versions.get, lambda name: requires if name == "nnunetv2" else [])
     constraints = install.constraints_text({"SimpleITK": "2.4.0", "numpy": "1.26.4", "requests": None}.get)
     assert constraints == "SimpleITK==2.4.0\nnumpy==1.26.4\n"
-    needed = [r for r in install.REQUIREMENTS if r.import_name in ("nnunetv2", "psutil")]
-    assert install.pip_calls(needed, "c.txt") == [["--no-deps", "nnunetv2>=2.6,<2.9"], ["-c", "c.txt", "psutil"]]
-    assert [r.import_name for r in install.missing(lambda name: None if name == "psutil" else object())] == ["psutil"]
+    # Slicer's SimpleITK is too old for nnunetv2: reported, never installed; timm/torchvision never.
+    assert install.pip_calls(problems, "c.txt") == [["-c", "c.txt", "psutil", "acvl-utils<0.3,>=0.2.6", "tqdm",
+                                                     "pandas"]]
+    simpleitk = next(p for p in problems if p.name == "SimpleITK")
+    assert simpleitk.protected and simpleitk.describe().startswith("SimpleITK 2.1.0 (needs >=2.2.1)")
 
 
 def test_sample_data_registration_arguments(tmp_path):
