@@ -18,7 +18,7 @@ def make_model_file(path: Path, name: str = "fake", weights: bytes = b"weights",
     manifest = {
         "format": "batseg-model", "format_version": 1, "name": name, "version": "0.0.1", "title": title,
         "architecture": {"topology": "light", "arch_kwargs": topology_kwargs("light"), "num_classes": 5, "input_channels": 1,
-                         "field_head": True},
+                         "field_head": {"channels": 4, "activation": "sigmoid"}},
         "classes": classes if classes is not None else
         [{"value": c.value, "key": c.key, "name": c.name, "color": list(c.color)} for c in TUMOUR_CLASSES],
         "input": {"contrast": "T1Gd", "target_spacing": [3.3, 0.47, 0.47], "normalization": "zscore",
