@@ -5,17 +5,60 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from batseg import cli
-from batseg.atomic_files import check_can_write, text_writer, write_all_or_nothing
+from batseg.atomic_files import check_can_write, text_writer, write_all_or_nothing, write_atomically
 from batseg.errors import BATsegError
 
 
 def _failing_writer(temporary: Path) -> None:
     temporary.write_text("half")
     raise OSError(errno.ENOSPC, "No space left on device", str(temporary))
+
+
+def _target_seen_while_writing(path: Path, content: str, seen: list) -> Callable[[Path], None]:
+    """A writer that records what a reader of `path` finds while the write is under way."""
+    def writer(temporary: Path) -> None:
+        temporary.write_text(content[: len(content) // 2])  # half written...
+        seen.append((temporary, path.read_text() if path.exists() else None))
+        with temporary.open("a") as handle:
+            handle.write(content[len(content) // 2:])
+    return writer
+
+
+def test_write_atomically_never_shows_a_half_written_target(tmp_path: Path) -> None:
+    # A reader polling the folder (the Slicer module, a script) sees the old file or the new
+    # one, never a half-written one: the writer gets a hidden name beside the target.
+    target, seen = tmp_path / "case.report.json", []
+    target.write_text("old report")
+    write_atomically(target, _target_seen_while_writing(target, "new report", seen), overwrite=True, suffix=".json")
+    (temporary, during), = seen
+    assert during == "old report" and temporary != target
+    assert temporary.parent == tmp_path and temporary.name.startswith(".") and temporary.name.endswith(".json")
+    assert target.read_text() == "new report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.report.json"]
+
+
+def test_write_atomically_creates_a_new_target_only_when_complete(tmp_path: Path) -> None:
+    target, seen = tmp_path / "new" / "case.nii.gz", []
+    write_atomically(target, _target_seen_while_writing(target, "labels", seen), overwrite=False)
+    assert seen[0][1] is None  # not there while being written
+    assert target.read_text() == "labels"
+
+
+def test_write_atomically_failing_keeps_the_old_target_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "case.nii.gz"
+    target.write_text("old labels")
+    with pytest.raises(OSError):
+        write_atomically(target, _failing_writer, overwrite=True, suffix=".nii.gz")
+    assert target.read_text() == "old labels"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz"]
+    with pytest.raises(OSError):
+        write_atomically(tmp_path / "other.nii.gz", _failing_writer, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz"]  # no half-written new file either
 
 
 def test_all_or_nothing_keeps_every_previous_file_when_one_write_fails(tmp_path: Path) -> None:
