@@ -48,7 +48,7 @@ def test_predict_writes_the_warning_into_the_report(tmp_path: Path) -> None:
     assert "axial" in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/real-spine-mri is not beside the repository")
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real scans missing: {REAL_DATA}")
 def test_the_real_axial_slab_is_warned_and_the_real_sagittal_scans_are_not() -> None:
     slab = sitk.ReadImage(str(REAL_DATA / "spine-generic_sub-unf01" / "sub-unf01_T1w.nii.gz"))
     assert any("covers only 39 mm" in w for w in geometry_warnings(slab))  # 16 slices, tilted 9 degrees

@@ -115,7 +115,7 @@ def test_crop_rows_keeps_the_physical_position() -> None:
     assert cropped.TransformIndexToPhysicalPoint((0, 0, 0)) == pytest.approx(grid.TransformIndexToPhysicalPoint((0, 30, 0)))
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/real-spine-mri is not beside the repository")
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real scans missing: {REAL_DATA}")
 def test_a_lesion_in_a_real_t2_background_made_t1_like() -> None:
     scan = sitk.ReadImage(str(REAL_DATA / "sct_testing_data/t2/t2.nii.gz"), sitk.sitkFloat32)
     mask = sitk.ReadImage(str(REAL_DATA / "sct_testing_data/t2/t2_seg-manual.nii.gz"), sitk.sitkFloat32)

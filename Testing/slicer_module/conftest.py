@@ -15,6 +15,7 @@ in test_segmentation.py fails if that ever changes.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +24,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "BATsegSlicer"
-REAL_DATA = REPO.parent / "shared" / "data" / "real-spine-mri"
+# The real scans of ../shared (not in a clone); BATSEG_TEST_SHARED names another shared folder,
+# or a missing one (BATSEG_TEST_SHARED=missing) to run as a clone does. Same rule as
+# Testing/inference_helpers.py, which this folder cannot import.
+REAL_DATA = Path(os.environ.get("BATSEG_TEST_SHARED") or REPO.parent / "shared") / "data" / "real-spine-mri"
 T2_PSR = REAL_DATA / "sct_testing_data" / "t2" / "t2.nii.gz"
 
 if str(MODULE_DIR) not in sys.path:
@@ -57,9 +61,29 @@ def mrml():
     scene.Clear(1)
 
 
+@pytest.fixture(scope="session")
+def synthetic_scan(tmp_path_factory) -> Path:
+    """A synthetic sagittal scan file (written once per session; see write_synthetic_scan)."""
+    from slicer_test_support import write_synthetic_scan
+
+    return write_synthetic_scan(tmp_path_factory.mktemp("synthetic") / "scan.nii.gz")
+
+
+@pytest.fixture
+def volume(mrml, synthetic_scan):
+    """A synthetic sagittal (PSR) scan loaded as a scalar volume, as Slicer loads a file.
+
+    For every test that needs a volume but not real anatomy: it runs without ../shared.
+    """
+    node = mrml.volumes.AddArchetypeVolume(str(synthetic_scan), "scan", 0)
+    assert node is not None and node.GetImageData() is not None
+    return node
+
+
 @pytest.fixture
 def t2_volume(mrml):
-    """The real T2w cervical cord scan (sagittal slices, PSR), loaded as a scalar volume."""
+    """The real T2w cervical cord scan (sagittal slices, PSR), loaded as a scalar volume
+    (for the realism checks; skipped with its reason where ../shared is missing)."""
     if not T2_PSR.is_file():
         pytest.skip(f"real test data missing: {T2_PSR}")
     node = mrml.volumes.AddArchetypeVolume(str(T2_PSR), "t2", 0)

@@ -45,3 +45,36 @@ def processes_alive(pids: list[int]) -> list[int]:
             pass
     return alive
 
+
+
+# The geometry of the real T2w scan these tests once needed (sct_testing_data/t2, 60 x 55 x 52
+# voxels, sagittal slices, PSR) with anisotropic spacing, so no test relies on 1 mm voxels.
+SYNTHETIC_SIZE = (60, 55, 52)  # i, j, k
+SYNTHETIC_SPACING = (0.9, 1.1, 1.6)
+SYNTHETIC_ORIGIN = (32.2, -31.8, -19.3)
+PSR_DIRECTION = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # LPS columns: i posterior, j superior, k right
+
+
+def write_synthetic_scan(path: Path, seed: int = 0, size: tuple[int, int, int] = SYNTHETIC_SIZE) -> Path:
+    """A sagittal int16 'spine MRI' file: a bright cord-like cylinder along j in smooth noise.
+
+    For the tests that need a volume, not anatomy: they then run in a clone without ../shared
+    (the real scans stay for the realism checks, which skip with their reason when absent).
+    """
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    k, j, i = np.indices(tuple(reversed(size)), dtype=np.float32)
+    centre_k, centre_i = size[2] / 2.0, size[0] / 2.0 + 3.0 * np.sin(j / size[1] * np.pi)
+    cord = np.exp(-(((k - centre_k) / 6.0) ** 2 + ((i - centre_i) / 5.0) ** 2))
+    noise = gaussian_filter(rng.normal(size=cord.shape), sigma=1.5)
+    voxels = np.clip(300 + 700 * cord + 60 * noise / noise.std(), 0, None).astype(np.int16)
+    image = sitk.GetImageFromArray(voxels)
+    image.SetSpacing(SYNTHETIC_SPACING)
+    image.SetOrigin(SYNTHETIC_ORIGIN)
+    image.SetDirection(PSR_DIRECTION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path

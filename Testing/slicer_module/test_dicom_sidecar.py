@@ -18,17 +18,17 @@ def lookup(uid: str, tag: str) -> str:
     return TAGS.get(tag, "")
 
 
-def test_facts_of_the_first_instance_in_bids_units(mrml, t2_volume):
-    t2_volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4 1.2.3.5")
-    facts = acquisition_facts(t2_volume, lookup)
+def test_facts_of_the_first_instance_in_bids_units(mrml, volume):
+    volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4 1.2.3.5")
+    facts = acquisition_facts(volume, lookup)
     assert facts == {"EchoTime": pytest.approx(0.096), "RepetitionTime": pytest.approx(3.0), "Modality": "MR",
                      "SeriesDescription": "T2 TSE SAG"}  # no empty agent, and never the patient's name
 
 
-def test_sidecar_is_read_back_by_the_engine(mrml, t2_volume, tmp_path):
-    t2_volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4")
+def test_sidecar_is_read_back_by_the_engine(mrml, volume, tmp_path):
+    volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4")
     image = tmp_path / "input.nii.gz"
-    path = write_sidecar(t2_volume, str(image), lookup)
+    path = write_sidecar(volume, str(image), lookup)
     assert path == str(tmp_path / "input.json")
     assert "DOE" not in (tmp_path / "input.json").read_text()
     facts = from_file(image)
@@ -36,10 +36,10 @@ def test_sidecar_is_read_back_by_the_engine(mrml, t2_volume, tmp_path):
     assert weighting(facts) == "T2-weighted"
 
 
-def test_no_sidecar_without_dicom_origin_or_database(mrml, t2_volume, tmp_path):
+def test_no_sidecar_without_dicom_origin_or_database(mrml, volume, tmp_path):
     image = str(tmp_path / "input.nii.gz")
-    assert write_sidecar(t2_volume, image, lookup) is None  # not loaded from DICOM
-    t2_volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4")
-    assert write_sidecar(t2_volume, image, lambda uid, tag: "") is None  # the database knows nothing
-    assert write_sidecar(t2_volume, image) is None  # headless: no DICOM database at all
+    assert write_sidecar(volume, image, lookup) is None  # not loaded from DICOM
+    volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, "1.2.3.4")
+    assert write_sidecar(volume, image, lambda uid, tag: "") is None  # the database knows nothing
+    assert write_sidecar(volume, image) is None  # headless: no DICOM database at all
     assert not list(tmp_path.iterdir())

@@ -36,7 +36,7 @@ def _ai_labels(volume) -> np.ndarray:
 
 def _ai_segmentation(mrml, volume):
     labels = _ai_labels(volume)
-    node = create_tumour_segmentation(mrml.scene, volume, labels, "t2 BATseg")
+    node = create_tumour_segmentation(mrml.scene, volume, labels, "scan BATseg")
     remember_ai_output(node, volume, labels, MANIFEST)
     return node, labels
 
@@ -65,10 +65,10 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_export_layout_integrity_and_provenance(mrml, t2_volume, tmp_path):
-    node, ai_labels = _ai_segmentation(mrml, t2_volume)
-    expected = _correct(node, t2_volume, ai_labels)
-    case = export.export_case(node, t2_volume, str(tmp_path), reviewer="Dr Test")
+def test_export_layout_integrity_and_provenance(mrml, volume, tmp_path):
+    node, ai_labels = _ai_segmentation(mrml, volume)
+    expected = _correct(node, volume, ai_labels)
+    case = export.export_case(node, volume, str(tmp_path), reviewer="Dr Test")
 
     assert case.case_id == "batseg_0001"
     for role in ("image", "label", "segmentation", "ai_output", "provenance"):
@@ -87,7 +87,7 @@ def test_export_layout_integrity_and_provenance(mrml, t2_volume, tmp_path):
     label_image = sitk.ReadImage(case.files["label"])
     image = sitk.ReadImage(case.files["image"])
     assert np.array_equal(sitk.GetArrayFromImage(label_image), expected)
-    assert np.array_equal(sitk.GetArrayFromImage(image), slicer.util.arrayFromVolume(t2_volume))
+    assert np.array_equal(sitk.GetArrayFromImage(image), slicer.util.arrayFromVolume(volume))
     assert label_image.GetDirection() == image.GetDirection() and label_image.GetOrigin() == image.GetOrigin()
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(case.files["ai_output"])), ai_labels)
 
@@ -117,12 +117,12 @@ def test_export_layout_integrity_and_provenance(mrml, t2_volume, tmp_path):
     assert provenance["files"]["label"] == "labelsTr/batseg_0001.nii.gz"
 
 
-def test_second_export_is_a_new_case_and_nothing_is_overwritten(mrml, t2_volume, tmp_path):
-    node, ai_labels = _ai_segmentation(mrml, t2_volume)
-    first = export.export_case(node, t2_volume, str(tmp_path))
+def test_second_export_is_a_new_case_and_nothing_is_overwritten(mrml, volume, tmp_path):
+    node, ai_labels = _ai_segmentation(mrml, volume)
+    first = export.export_case(node, volume, str(tmp_path))
     before = _tree(tmp_path)
-    _correct(node, t2_volume, ai_labels)
-    second = export.export_case(node, t2_volume, str(tmp_path))
+    _correct(node, volume, ai_labels)
+    second = export.export_case(node, volume, str(tmp_path))
     assert (first.case_id, second.case_id) == ("batseg_0001", "batseg_0002")
     after = _tree(tmp_path)
     for name, content in before.items():
@@ -136,9 +136,9 @@ def test_second_export_is_a_new_case_and_nothing_is_overwritten(mrml, t2_volume,
     assert export.next_case_id(str(tmp_path)) == "batseg_0003"
 
 
-def test_failure_half_way_leaves_no_partial_case(mrml, t2_volume, tmp_path, monkeypatch):
-    node, _ = _ai_segmentation(mrml, t2_volume)
-    export.export_case(node, t2_volume, str(tmp_path))
+def test_failure_half_way_leaves_no_partial_case(mrml, volume, tmp_path, monkeypatch):
+    node, _ = _ai_segmentation(mrml, volume)
+    export.export_case(node, volume, str(tmp_path))
     before = _tree(tmp_path)
 
     def broken_writer(*args, **kwargs):
@@ -146,13 +146,13 @@ def test_failure_half_way_leaves_no_partial_case(mrml, t2_volume, tmp_path, monk
 
     monkeypatch.setattr(export, "write_segmentation", broken_writer)
     with pytest.raises(OSError, match="simulated"):
-        export.export_case(node, t2_volume, str(tmp_path))
+        export.export_case(node, volume, str(tmp_path))
     assert _tree(tmp_path) == before
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".batseg-export-")]
 
 
-def test_failure_while_moving_rolls_back_moved_files(mrml, t2_volume, tmp_path, monkeypatch):
-    node, _ = _ai_segmentation(mrml, t2_volume)
+def test_failure_while_moving_rolls_back_moved_files(mrml, volume, tmp_path, monkeypatch):
+    node, _ = _ai_segmentation(mrml, volume)
     calls = []
     real_move = export.move_no_clobber
 
@@ -164,35 +164,35 @@ def test_failure_while_moving_rolls_back_moved_files(mrml, t2_volume, tmp_path, 
 
     monkeypatch.setattr(export, "move_no_clobber", move_then_fail)
     with pytest.raises(BATsegError, match="simulated clash"):
-        export.export_case(node, t2_volume, str(tmp_path))
+        export.export_case(node, volume, str(tmp_path))
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == [], leftovers
     assert len(calls) == 3
 
 
-def test_segmentation_without_ai_output_exports_without_ai_fields(mrml, t2_volume, tmp_path):
-    node = create_tumour_segmentation(mrml.scene, t2_volume, _ai_labels(t2_volume), "manual")
-    case = export.export_case(node, t2_volume, str(tmp_path), reviewer="R")
+def test_segmentation_without_ai_output_exports_without_ai_fields(mrml, volume, tmp_path):
+    node = create_tumour_segmentation(mrml.scene, volume, _ai_labels(volume), "manual")
+    case = export.export_case(node, volume, str(tmp_path), reviewer="R")
     assert "ai_output" not in case.files and not (tmp_path / "aiTr").exists()
     assert case.provenance["model"] is None and case.provenance["editing"] is None
 
 
-def test_folder_of_another_dataset_is_refused(mrml, t2_volume, tmp_path):
+def test_folder_of_another_dataset_is_refused(mrml, volume, tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1},
                                                        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz",
                                                        "numTraining": 0}))
-    node, _ = _ai_segmentation(mrml, t2_volume)
+    node, _ = _ai_segmentation(mrml, volume)
     with pytest.raises(BATsegError, match="describes another dataset"):
-        export.export_case(node, t2_volume, str(tmp_path))
+        export.export_case(node, volume, str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["dataset.json"]
 
 
-def test_overlap_refused_before_anything_is_written(mrml, t2_volume, tmp_path):
-    node, ai_labels = _ai_segmentation(mrml, t2_volume)
+def test_overlap_refused_before_anything_is_written(mrml, volume, tmp_path):
+    node, ai_labels = _ai_segmentation(mrml, volume)
     astro = np.zeros_like(ai_labels)
     astro[10:12, 12:22, 14:24] = 1  # painted over the ependymoma, overlap left in place
     slicer.util.updateSegmentBinaryLabelmapFromArray(
-        astro, node, node.GetSegmentation().GetSegmentIdBySegmentName("Astrocytoma"), t2_volume)
+        astro, node, node.GetSegmentation().GetSegmentIdBySegmentName("Astrocytoma"), volume)
     with pytest.raises(BATsegError, match="Ependymoma/Astrocytoma: 200 voxels"):
-        export.export_case(node, t2_volume, str(tmp_path))
+        export.export_case(node, volume, str(tmp_path))
     assert os.listdir(tmp_path) == []

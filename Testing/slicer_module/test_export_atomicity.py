@@ -48,7 +48,7 @@ def _segmentation(mrml, volume, value: int = 2):
     shape = tuple(reversed(volume.GetImageData().GetDimensions()))
     labels = np.zeros(shape, np.uint8)
     labels[10:20, 12:22, 14:24] = value
-    node = create_tumour_segmentation(mrml.scene, volume, labels, "t2 BATseg")
+    node = create_tumour_segmentation(mrml.scene, volume, labels, "scan BATseg")
     remember_ai_output(node, volume, labels, MANIFEST)
     return node
 
@@ -155,16 +155,16 @@ def _export_killed_at(step: int, node, volume, folder: Path) -> bool:
 
 
 @needs_fork
-def test_kill_at_every_step_leaves_a_valid_dataset_and_the_next_export_repairs(mrml, t2_volume, tmp_path):
-    node = _segmentation(mrml, t2_volume)
+def test_kill_at_every_step_leaves_a_valid_dataset_and_the_next_export_repairs(mrml, volume, tmp_path):
+    node = _segmentation(mrml, volume)
     template = tmp_path / "template"
-    export.export_case(node, t2_volume, str(template))
+    export.export_case(node, volume, str(template))
     first = {k: v for k, v in _tree(template).items() if k != "dataset.json"}
     outcomes = []
     for step in range(1, MAX_STEPS):
         folder = tmp_path / f"step{step}"
         shutil.copytree(template, folder)
-        if not _export_killed_at(step, node, t2_volume, folder):
+        if not _export_killed_at(step, node, volume, folder):
             assert _assert_repaired(folder) == {"batseg_0001", "batseg_0002"}
             break
         # Killed: still a dataset nnU-Net accepts, with the first case only or both complete.
@@ -172,7 +172,7 @@ def test_kill_at_every_step_leaves_a_valid_dataset_and_the_next_export_repairs(m
         assert listed in ({"batseg_0001"}, {"batseg_0001", "batseg_0002"}), (step, listed)
         reached = "batseg_0002" in _case_files(folder)  # some of its files were already in place
 
-        case = export.export_case(node, t2_volume, str(folder))
+        case = export.export_case(node, volume, str(folder))
         cases = _assert_repaired(folder)
         assert not (folder / export.QUARANTINE).exists(), "a killed export of this version is always finished"
         finished = (case.case_id, cases) == ("batseg_0003", {"batseg_0001", "batseg_0002", "batseg_0003"})
@@ -226,8 +226,8 @@ def _assert_quarantined(folder: Path, set_aside: dict[str, bytes]) -> None:
     assert "missing: segTr/batseg_0003.seg.nrrd" in (quarantine / "WHY.txt").read_text()
 
 
-def test_older_exports_leftovers_are_finished_or_quarantined(mrml, t2_volume, tmp_path):
-    set_aside = _older_batseg_leftovers(mrml, t2_volume, tmp_path)
+def test_older_exports_leftovers_are_finished_or_quarantined(mrml, volume, tmp_path):
+    set_aside = _older_batseg_leftovers(mrml, volume, tmp_path)
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
     with pytest.raises(AssertionError, match=r"expected number of training cases \(1\). Found 3"):
@@ -235,7 +235,7 @@ def test_older_exports_leftovers_are_finished_or_quarantined(mrml, t2_volume, tm
     with pytest.raises(BATsegError, match=r"case batseg_0002 is incomplete: its label file .* is missing"):
         read_raw_dataset(tmp_path)  # the engine refuses to train on it, naming the case
 
-    case = export.export_case(_segmentation(mrml, t2_volume, 4), t2_volume, str(tmp_path))
+    case = export.export_case(_segmentation(mrml, volume, 4), volume, str(tmp_path))
     assert case.case_id == "batseg_0004"
     assert _assert_repaired(tmp_path) == {"batseg_0001", "batseg_0002", "batseg_0004"}
     _assert_quarantined(tmp_path, set_aside)
@@ -246,20 +246,20 @@ def test_older_exports_leftovers_are_finished_or_quarantined(mrml, t2_volume, tm
 
 
 @needs_fork
-def test_a_repair_killed_at_every_step_is_completed_by_the_next_export(mrml, t2_volume, tmp_path):
+def test_a_repair_killed_at_every_step_is_completed_by_the_next_export(mrml, volume, tmp_path):
     template = tmp_path / "template"
-    set_aside = _older_batseg_leftovers(mrml, t2_volume, template)
+    set_aside = _older_batseg_leftovers(mrml, volume, template)
     before = _tree(template, staging=False)
-    node = _segmentation(mrml, t2_volume, 4)
+    node = _segmentation(mrml, volume, 4)
     for step in range(1, MAX_STEPS):
         folder = tmp_path / f"step{step}"
         shutil.copytree(template, folder)
         for staging in folder.glob(".batseg-export-*"):  # copytree kept the content, not the age
             os.utime(staging, (time.time() - 7200,) * 2)
-        finished = not _export_killed_at(step, node, t2_volume, folder)
+        finished = not _export_killed_at(step, node, volume, folder)
         if not finished and _tree(folder, staging=False) != before:  # from the first rename on: valid
             assert {"batseg_0001"} <= _assert_valid_dataset(folder, scan=False), step
-        export.export_case(node, t2_volume, str(folder))
+        export.export_case(node, volume, str(folder))
         assert {"batseg_0001", "batseg_0002", "batseg_0004"} <= _assert_repaired(folder), step
         _assert_quarantined(folder, set_aside)
         if finished:
@@ -269,10 +269,10 @@ def test_a_repair_killed_at_every_step_is_completed_by_the_next_export(mrml, t2_
         pytest.fail("the export never finished")
 
 
-def test_a_live_exports_staging_folder_and_case_are_left_alone(mrml, t2_volume, tmp_path):
-    node = _segmentation(mrml, t2_volume)
-    export.export_case(node, t2_volume, str(tmp_path))
-    export.export_case(node, t2_volume, str(tmp_path))
+def test_a_live_exports_staging_folder_and_case_are_left_alone(mrml, volume, tmp_path):
+    node = _segmentation(mrml, volume)
+    export.export_case(node, volume, str(tmp_path))
+    export.export_case(node, volume, str(tmp_path))
     # Another process exporting batseg_0002 right now: all moved but its image.
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -280,7 +280,7 @@ def test_a_live_exports_staging_folder_and_case_are_left_alone(mrml, t2_volume, 
         (staging / "imagesTr").mkdir(parents=True)
         (tmp_path / "imagesTr" / "batseg_0002_0000.nii.gz").rename(staging / "imagesTr" / "batseg_0002_0000.nii.gz")
         in_progress = _tree(staging) | {k: v for k, v in _tree(tmp_path).items() if "batseg_0002" in k}
-        case = export.export_case(node, t2_volume, str(tmp_path))
+        case = export.export_case(node, volume, str(tmp_path))
         assert case.case_id == "batseg_0003" and case.notes == []
         assert _assert_valid_dataset(tmp_path) == {"batseg_0001", "batseg_0003"}
         assert _tree(staging) | {k: v for k, v in _tree(tmp_path).items() if "batseg_0002" in k} == in_progress
@@ -288,7 +288,7 @@ def test_a_live_exports_staging_folder_and_case_are_left_alone(mrml, t2_volume, 
         live.kill()
         live.wait()
     # Its process is gone (killed): the next export finishes its case.
-    case = export.export_case(node, t2_volume, str(tmp_path))
+    case = export.export_case(node, volume, str(tmp_path))
     assert case.case_id == "batseg_0004"
     assert _assert_repaired(tmp_path) == {"batseg_0001", "batseg_0002", "batseg_0003", "batseg_0004"}
 

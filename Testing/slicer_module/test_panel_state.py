@@ -50,33 +50,33 @@ def _start_run(state: PanelState, logic: BATsegLogic, volume):
     return job
 
 
-def test_run_ending_while_another_module_is_shown_is_shown_on_return(mrml, t2_volume, logic, monkeypatch):
+def test_run_ending_while_another_module_is_shown_is_shown_on_return(mrml, volume, logic, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
     state = PanelState(logic.getParameterNode)
     assert state.enter() is None
-    state.parameters.input_volume = t2_volume
+    state.parameters.input_volume = volume
     assert state.buttons(has_model=True).apply_enabled
-    job = _start_run(state, logic, t2_volume)
+    job = _start_run(state, logic, volume)
     buttons = state.buttons(has_model=True)
     assert (buttons.apply_text, buttons.apply_enabled, buttons.fine_tune_enabled) == ("Cancel", True, False)
     state.exit()  # the user opens another module; the run goes on
     assert job.wait(timeout=120) is JobState.SUCCEEDED, job.full_log()
     assert state.parameters.segmentation is job.result.segmentation
     shown = state.enter()  # back in the module: the panel shows the result
-    assert shown is not None and shown.result is job.result and shown.volume is t2_volume
+    assert shown is not None and shown.result is job.result and shown.volume is volume
     assert shown.result.lesions and shown.result.summary
     buttons = state.buttons(has_model=True)
     assert (buttons.apply_text, buttons.apply_enabled, buttons.review_enabled) == ("Segment", True, True)
 
 
-def test_finished_run_meets_a_cleared_parameter_node(mrml, t2_volume, logic, monkeypatch):
+def test_finished_run_meets_a_cleared_parameter_node(mrml, volume, logic, monkeypatch):
     """The parameter node is removed while the module is hidden and the run goes on (what the
     Widget's old exit() amounted to): the run still records its result in the scene's node."""
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
     state = PanelState(logic.getParameterNode)
     state.enter()
-    state.parameters.input_volume = t2_volume
-    job = _start_run(state, logic, t2_volume)
+    state.parameters.input_volume = volume
+    job = _start_run(state, logic, volume)
     state.exit()
     mrml.scene.RemoveNode(parameter_node(mrml.scene))
     assert job.wait(timeout=120) is JobState.SUCCEEDED, job.full_log()
@@ -100,11 +100,11 @@ def test_cleared_scene_with_the_module_never_entered_keeps_segment_usable(mrml, 
     assert state.buttons(has_model=False).apply_enabled is False
 
 
-def test_closing_the_scene_cancels_the_run_and_drops_the_result(mrml, t2_volume, logic, monkeypatch):
+def test_closing_the_scene_cancels_the_run_and_drops_the_result(mrml, volume, logic, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "sleep")
     state = PanelState(logic.getParameterNode)
     state.enter()
-    job = _start_run(state, logic, t2_volume)
+    job = _start_run(state, logic, volume)
     nodes_before = mrml.scene.GetNumberOfNodes()
     state.scene_closing()
     assert job.state is JobState.CANCELLED and not state.running
@@ -112,11 +112,11 @@ def test_closing_the_scene_cancels_the_run_and_drops_the_result(mrml, t2_volume,
     assert state.enter() is None
 
 
-def test_a_deleted_segmentation_is_not_shown_again(mrml, t2_volume, logic, monkeypatch):
+def test_a_deleted_segmentation_is_not_shown_again(mrml, volume, logic, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
     state = PanelState(logic.getParameterNode)
     state.enter()
-    job = _start_run(state, logic, t2_volume)
+    job = _start_run(state, logic, volume)
     assert job.wait(timeout=120) is JobState.SUCCEEDED, job.full_log()
     state.exit()
     mrml.scene.RemoveNode(job.result.segmentation)  # the user deletes it in the Data module
@@ -124,12 +124,12 @@ def test_a_deleted_segmentation_is_not_shown_again(mrml, t2_volume, logic, monke
     assert state.buttons(has_model=True).review_enabled is False
 
 
-def test_failed_run_changes_nothing_and_blocked_panel_never_runs(mrml, t2_volume, logic, monkeypatch):
+def test_failed_run_changes_nothing_and_blocked_panel_never_runs(mrml, volume, logic, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "usererror")
     state = PanelState(logic.getParameterNode)
     state.enter()
-    state.parameters.input_volume = t2_volume
-    job = _start_run(state, logic, t2_volume)
+    state.parameters.input_volume = volume
+    job = _start_run(state, logic, volume)
     assert job.wait(timeout=120) is JobState.FAILED
     assert state.parameters.segmentation is None and state.enter() is None
     blocked = PanelState(logic.getParameterNode, blocked="Slicer 5.8 bundles Python 3.9.10 ...")

@@ -84,12 +84,12 @@ def test_crash_reports_status_and_last_stderr_line():
     assert "Traceback (most recent call last):" in job.full_log()
 
 
-def test_cancel_kills_the_process_tree_and_leaves_the_scene_unchanged(mrml, t2_volume, fake_python, tmp_path,
+def test_cancel_kills_the_process_tree_and_leaves_the_scene_unchanged(mrml, volume, fake_python, tmp_path,
                                                                        monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "sleep")
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
     nodes_before = mrml.scene.GetNumberOfNodes()
-    job = logic.startSegmentation(t2_volume, "model.batseg", PredictOptions())
+    job = logic.startSegmentation(volume, "model.batseg", PredictOptions())
     workdir = job.process.cwd
     grandchild = None
     deadline = time.monotonic() + 30
@@ -124,17 +124,17 @@ def _study_of(volume) -> int:
     return hierarchy.GetItemParent(hierarchy.GetItemByDataNode(volume))
 
 
-def test_successful_run_loads_segments_table_and_probabilities(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+def test_successful_run_loads_segments_table_and_probabilities(mrml, volume, fake_python, tmp_path, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
-    study = _put_in_study(t2_volume)
+    study = _put_in_study(volume)
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(save_probabilities=True), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(save_probabilities=True), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     result = job.result
     segmentation = result.segmentation.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 4
     ependymoma = segmentation.GetSegmentIdBySegmentName("Ependymoma")
-    voxels = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, ependymoma, t2_volume)
+    voxels = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, ependymoma, volume)
     assert int(voxels.sum()) == 1000 and voxels[10:20, 12:22, 14:24].all()
     table = result.table.GetTable()
     assert table.GetNumberOfRows() == 1
@@ -146,20 +146,20 @@ def test_successful_run_loads_segments_table_and_probabilities(mrml, t2_volume, 
     assert np.isclose(probability[15, 15, 15], 0.95) and np.isclose(probability[0, 0, 0], 0.05)
     assert result.segmentation.GetAttribute("BATseg.Model.name") == "fake"
     # Placed under the input's study in the subject hierarchy (set up as DICOM loading does).
-    assert _study_of(t2_volume) == study and study != 0
+    assert _study_of(volume) == study and study != 0
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml.scene)
     for node in (result.segmentation, result.table, result.probability):
         assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study, node.GetName()
 
 
-def test_result_carries_each_warning_once_without_the_disclaimer(mrml, t2_volume, fake_python, tmp_path,
+def test_result_carries_each_warning_once_without_the_disclaimer(mrml, volume, fake_python, tmp_path,
                                                                  monkeypatch):
     from batseg.model_file import DISCLAIMER
     from fake_engine import GPU_WARNING, ORIENTATION_WARNING
 
     monkeypatch.setenv("BATSEG_FAKE_MODE", "warnings")
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     # Logged as "input: ..." and repeated in the result event: once, without the temporary stem.
     assert job.result.warnings == job.warnings == [GPU_WARNING, ORIENTATION_WARNING]
@@ -169,12 +169,12 @@ def test_result_carries_each_warning_once_without_the_disclaimer(mrml, t2_volume
                                   "Click a row to centre the views on it.")
 
 
-def test_empty_result_names_the_minimum_volume_applied(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+def test_empty_result_names_the_minimum_volume_applied(mrml, volume, fake_python, tmp_path, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "empty")
     monkeypatch.setattr(logic_module, "read_manifest",
                         lambda path: {"name": "fake", "postprocessing": {"min_volume_mm3": 1000.0}})
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     result = job.result
     assert result.lesions == [] and result.overall_type_name == "" and result.warnings == []
@@ -182,37 +182,37 @@ def test_empty_result_names_the_minimum_volume_applied(mrml, t2_volume, fake_pyt
     assert result.summary == ("The model reported no lesion of at least 1000 mm3. "
                               "This model can miss lesions: review the image.")
     # Without postprocessing no lesion is removed, so no minimum volume is claimed.
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(postprocess=False), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(postprocess=False), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     assert job.result.min_volume_mm3 is None
     assert job.result.summary.startswith("The model reported no lesion. ")
 
 
-def test_output_on_another_grid_is_refused_and_nothing_is_added(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+def test_output_on_another_grid_is_refused_and_nothing_is_added(mrml, volume, fake_python, tmp_path, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "wronggrid")
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
     nodes_before = mrml.scene.GetNumberOfNodes()
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
     assert job.state is JobState.FAILED
     assert "not on the input volume's grid" in job.error
     assert mrml.scene.GetNumberOfNodes() == nodes_before
 
 
-def test_jump_to_lesion_centres_the_slice_views(mrml, t2_volume, fake_python, tmp_path, monkeypatch):
+def test_jump_to_lesion_centres_the_slice_views(mrml, volume, fake_python, tmp_path, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
     logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     slice_node = mrml.scene.AddNewNodeByClass("vtkMRMLSliceNode")
     slice_node.SetLayoutName("Red")
     slice_node.SetOrientationToAxial()
-    point = logic.jumpToLesion(job.result.lesions[0], t2_volume)
+    point = logic.jumpToLesion(job.result.lesions[0], volume)
     assert point == (1.0, 2.0, 3.0)
     slice_to_ras = slice_node.GetSliceToRAS()
     assert [slice_to_ras.GetElement(row, 3) for row in range(3)] == pytest.approx([1.0, 2.0, 3.0])
 
 
-def test_fine_tuning_adds_the_new_model_and_refuses_an_empty_export(mrml, t2_volume, fake_python, tmp_path,
+def test_fine_tuning_adds_the_new_model_and_refuses_an_empty_export(mrml, volume, fake_python, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setattr(logic_module, "read_manifest", lambda path: {"name": "base model"})
     base = make_model_file(tmp_path / "base.batseg", name="base", weights=b"base weights")

@@ -90,8 +90,8 @@ def _correct(segmentation, volume) -> None:
     slicer.util.updateSegmentBinaryLabelmapFromArray(voxels, segmentation, segment_id, volume)
 
 
-def test_ai_output_survives_the_save_dialog_and_a_reload(mrml, t2_volume, tmp_path, monkeypatch):
-    result = _segment_with_the_logic(tmp_path, monkeypatch, t2_volume)
+def test_ai_output_survives_the_save_dialog_and_a_reload(mrml, volume, tmp_path, monkeypatch):
+    result = _segment_with_the_logic(tmp_path, monkeypatch, volume)
     ai_node = result.segmentation.GetNodeReference(AI_OUTPUT_REFERENCE)
     ai_labels = recall_ai_output(result.segmentation).labels
     assert ai_node is not None and ai_labels is not None and int((ai_labels == 2).sum()) == 1000
@@ -99,7 +99,7 @@ def test_ai_output_survives_the_save_dialog_and_a_reload(mrml, t2_volume, tmp_pa
     assert not ai_node.GetHideFromEditors() and ai_node.GetSaveWithScene()
     assert ai_node.IsA("vtkMRMLLabelMapVolumeNode")  # the input selector shows no label maps
     assert ai_node.GetAttribute(AI_OUTPUT_OF) == result.segmentation.GetID()
-    _correct(result.segmentation, t2_volume)
+    _correct(result.segmentation, volume)
 
     saved = tmp_path / "saved scene"
     saved.mkdir()
@@ -109,13 +109,13 @@ def test_ai_output_survives_the_save_dialog_and_a_reload(mrml, t2_volume, tmp_pa
     reload(mrml.scene, str(saved))
 
     segmentation = mrml.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
-    volume = mrml.scene.GetFirstNodeByName("t2")
-    assert segmentation is not None and volume is not None
+    reloaded_volume = mrml.scene.GetFirstNodeByName(volume.GetName())
+    assert segmentation is not None and reloaded_volume is not None
     reloaded = recall_ai_output(segmentation)
     assert reloaded.labels is not None and np.array_equal(reloaded.labels, ai_labels)
     assert reloaded.model == {"name": "fake", "version": "1.0", "title": "", "weights_sha256": "ab" * 32}
 
-    case = export.export_case(segmentation, volume, str(tmp_path / "export"), reviewer="Dr Test")
+    case = export.export_case(segmentation, reloaded_volume, str(tmp_path / "export"), reviewer="Dr Test")
     assert os.path.isfile(case.files["ai_output"])
     provenance = json.loads(Path(case.files["provenance"]).read_text())
     editing = provenance["editing"]
@@ -123,7 +123,7 @@ def test_ai_output_survives_the_save_dialog_and_a_reload(mrml, t2_volume, tmp_pa
     assert editing["voxels_added"]["ependymoma"] == 100 and sum(editing["voxels_removed"].values()) == 0
 
 
-def test_a_node_hidden_from_editors_is_lost_by_the_save_dialog(mrml, t2_volume, tmp_path):
+def test_a_node_hidden_from_editors_is_lost_by_the_save_dialog(mrml, volume, tmp_path):
     """Why the AI output is not hidden: the dialog does not write hidden nodes (the old behaviour)."""
     hidden = mrml.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "hidden archive")
     slicer.util.updateVolumeFromArray(hidden, np.ones((2, 3, 4), np.uint8))

@@ -1,4 +1,4 @@
-"""Label map -> segmentation node on a real MRML scene and a real (sagittal, PSR) spine MRI.
+"""Label map -> segmentation node on a real MRML scene and a sagittal (PSR), anisotropic scan.
 
 Checks: the four tumour segments exist (empty ones too) with their names, colours and
 terminology; voxels land exactly where the label map put them (no resampling); the
@@ -43,8 +43,8 @@ def test_slicer_package_is_clean():
     assert all(str(Path(p).resolve()) != here for p in slicer.__path__)
 
 
-def test_four_segments_names_colours_terminology(mrml, t2_volume):
-    node = create_tumour_segmentation(mrml.scene, t2_volume, _labels_for(t2_volume), "t2 BATseg")
+def test_four_segments_names_colours_terminology(mrml, volume):
+    node = create_tumour_segmentation(mrml.scene, volume, _labels_for(volume), "scan BATseg")
     segmentation = node.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 4  # empty classes 1 and 3 are kept for correction
     for index, tumour in enumerate(TUMOUR_CLASSES):
@@ -58,21 +58,21 @@ def test_four_segments_names_colours_terminology(mrml, t2_volume):
         assert terminology.class_for_segment(segment.GetName(), segment_terminology(segment)) == tumour
 
 
-def test_voxels_and_geometry_match_the_input_exactly(mrml, t2_volume):
-    labels = _labels_for(t2_volume)
-    node = create_tumour_segmentation(mrml.scene, t2_volume, labels, "t2 BATseg")
+def test_voxels_and_geometry_match_the_input_exactly(mrml, volume):
+    labels = _labels_for(volume)
+    node = create_tumour_segmentation(mrml.scene, volume, labels, "scan BATseg")
     for tumour in TUMOUR_CLASSES:
         segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(tumour.name)
-        voxels = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, t2_volume)
+        voxels = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume)
         assert np.array_equal(voxels > 0, labels == tumour.value), tumour.name
     # The segmentation's reference geometry is the input's, and its export lands on the same grid.
     exported = mrml.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
     assert mrml.segmentations.ExportAllSegmentsToLabelmapNode(node, exported, 0)  # extent: reference geometry
-    assert np.allclose(ijk_to_ras(exported), ijk_to_ras(t2_volume), atol=1e-6)
-    assert exported.GetImageData().GetDimensions() == t2_volume.GetImageData().GetDimensions()
+    assert np.allclose(ijk_to_ras(exported), ijk_to_ras(volume), atol=1e-6)
+    assert exported.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
     geometry = node.GetSegmentation().GetConversionParameter(
         slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
-    expected = slicer.vtkSegmentationConverter.SerializeImageGeometry(_matrix(t2_volume), t2_volume.GetImageData())
+    expected = slicer.vtkSegmentationConverter.SerializeImageGeometry(_matrix(volume), volume.GetImageData())
     assert geometry == expected
 
 
@@ -95,15 +95,15 @@ def test_oblique_volume_keeps_its_geometry(mrml):
     assert np.array_equal(masks.label_array(), labels)
 
 
-def test_mapping_by_name_and_terminology_not_by_label_value(mrml, t2_volume):
-    labels = _labels_for(t2_volume)
-    node = create_tumour_segmentation(mrml.scene, t2_volume, labels, "t2 BATseg")
+def test_mapping_by_name_and_terminology_not_by_label_value(mrml, volume):
+    labels = _labels_for(volume)
+    node = create_tumour_segmentation(mrml.scene, volume, labels, "scan BATseg")
     segmentation = node.GetSegmentation()
     # Reorder and rename as a reviewer might: values in a saved .seg.nrrd follow this order.
     ependymoma_id = segmentation.GetSegmentIdBySegmentName("Ependymoma")
     segmentation.GetSegment(ependymoma_id).SetName("ependymoma (checked)")
     segmentation.SetSegmentIndex(ependymoma_id, 3)
-    masks = read_class_masks(node, t2_volume)
+    masks = read_class_masks(node, volume)
     assert np.array_equal(masks.label_array(), labels)
     assert masks.segment_names[2] == ["ependymoma (checked)"]
 
@@ -122,24 +122,24 @@ def test_meningioma_and_hemangioblastoma_share_neoplasm_code_and_resolve_by_name
     assert terminology.class_for_segment("Segment_7", astro).key == "astrocytoma"
 
 
-def test_overlap_is_refused_with_voxel_counts(mrml, t2_volume):
-    node = create_tumour_segmentation(mrml.scene, t2_volume, _labels_for(t2_volume), "t2 BATseg")
+def test_overlap_is_refused_with_voxel_counts(mrml, volume):
+    node = create_tumour_segmentation(mrml.scene, volume, _labels_for(volume), "scan BATseg")
     astrocytoma = node.GetSegmentation().GetSegmentIdBySegmentName("Astrocytoma")
-    paint = np.zeros(_labels_for(t2_volume).shape, np.uint8)
+    paint = np.zeros(_labels_for(volume).shape, np.uint8)
     paint[10:12, 12:22, 14:24] = 1  # 200 voxels on top of the ependymoma
-    slicer.util.updateSegmentBinaryLabelmapFromArray(paint, node, astrocytoma, t2_volume)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(paint, node, astrocytoma, volume)
     with pytest.raises(BATsegError, match="Ependymoma/Astrocytoma: 200 voxels"):
-        read_class_masks(node, t2_volume)
+        read_class_masks(node, volume)
 
 
-def test_unknown_non_empty_segment_is_refused(mrml, t2_volume):
-    node = create_tumour_segmentation(mrml.scene, t2_volume, _labels_for(t2_volume), "t2 BATseg")
+def test_unknown_non_empty_segment_is_refused(mrml, volume):
+    node = create_tumour_segmentation(mrml.scene, volume, _labels_for(volume), "scan BATseg")
     extra = node.GetSegmentation().AddEmptySegment("cyst", "Cyst")
-    paint = np.zeros(_labels_for(t2_volume).shape, np.uint8)
+    paint = np.zeros(_labels_for(volume).shape, np.uint8)
     paint[40:42, 40:42, 40:42] = 1
-    slicer.util.updateSegmentBinaryLabelmapFromArray(paint, node, extra, t2_volume)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(paint, node, extra, volume)
     with pytest.raises(BATsegError, match="'Cyst' are not one of the four tumour types"):
-        read_class_masks(node, t2_volume)
+        read_class_masks(node, volume)
 
 
 def test_check_no_overlap_counts_each_pair():
@@ -157,13 +157,13 @@ def test_check_no_overlap_counts_each_pair():
     assert "Ependymoma/Astrocytoma: 1 voxels" in message
 
 
-def test_wrong_shape_or_values_are_refused(mrml, t2_volume):
+def test_wrong_shape_or_values_are_refused(mrml, volume):
     with pytest.raises(BATsegError, match="do not belong together"):
-        create_tumour_segmentation(mrml.scene, t2_volume, np.zeros((3, 3, 3), np.uint8), "x")
-    labels = _labels_for(t2_volume)
+        create_tumour_segmentation(mrml.scene, volume, np.zeros((3, 3, 3), np.uint8), "x")
+    labels = _labels_for(volume)
     labels[0, 0, 0] = 7
     with pytest.raises(BATsegError, match="outside 0-4"):
-        create_tumour_segmentation(mrml.scene, t2_volume, labels, "x")
+        create_tumour_segmentation(mrml.scene, volume, labels, "x")
 
 
 def _matrix(volume) -> vtk.vtkMatrix4x4:

@@ -20,18 +20,18 @@ from BATsegSlicerLib.parameter_node import Parameters, parameter_node
 from conftest import MODULE_DIR
 
 
-def test_parameter_node_is_a_singleton_with_defaults(mrml, t2_volume):
+def test_parameter_node_is_a_singleton_with_defaults(mrml, volume):
     node = parameter_node(mrml.scene)
     assert parameter_node(mrml.scene) is node  # the same node, as ScriptedLoadableModuleLogic would return
     assert node.GetSingletonTag() == "BATsegSlicer" and node.GetAttribute("ModuleName") == "BATsegSlicer"
     parameters = Parameters(node)
     assert parameters.predict_options() == PredictOptions()  # auto, no TTA, postprocessing on
-    parameters.input_volume = t2_volume
+    parameters.input_volume = volume
     parameters.set_flag("TTA", True)
     parameters.set_text("Device", "cuda")
     parameters.epochs = 7
     again = Parameters(parameter_node(mrml.scene))
-    assert again.input_volume is t2_volume
+    assert again.input_volume is volume
     assert again.predict_options() == PredictOptions(device="cuda", tta=True)
     assert again.epochs == 7
 

@@ -54,11 +54,11 @@ def _pretend_owner_died(folder: str) -> None:
     Path(path).write_text(json.dumps(owner))
 
 
-def test_orphaned_run_is_stopped_and_its_folder_removed_at_start_up(mrml, t2_volume, logic, monkeypatch, tmp_path):
+def test_orphaned_run_is_stopped_and_its_folder_removed_at_start_up(mrml, volume, logic, monkeypatch, tmp_path):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "sleep")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # this test's own temporary folder
     os.makedirs(tempfile.tempdir)
-    job = logic.startSegmentation(t2_volume, "model.batseg", PredictOptions())
+    job = logic.startSegmentation(volume, "model.batseg", PredictOptions())
     folder = job.process.cwd
     assert os.path.basename(folder).startswith(f"batseg-run-{os.getpid()}-")
     owner = json.loads(Path(folder, run_folders.OWNER_FILE).read_text())
@@ -84,9 +84,9 @@ def test_orphaned_run_is_stopped_and_its_folder_removed_at_start_up(mrml, t2_vol
     job.cancel()  # (in a real crash nobody would; here it reaps the child)
 
 
-def test_finished_run_leaves_no_folder(mrml, t2_volume, logic, monkeypatch):
+def test_finished_run_leaves_no_folder(mrml, volume, logic, monkeypatch):
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
-    job = logic.process(t2_volume, "model.batseg", PredictOptions(), timeout=120)
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     assert not os.path.exists(job.process.cwd)
 
