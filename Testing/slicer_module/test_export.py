@@ -22,6 +22,7 @@ from batseg.labels import NNUNET_LABELS
 from BATsegSlicerLib import export
 from BATsegSlicerLib.ai_output import remember_ai_output
 from BATsegSlicerLib.segmentation import create_tumour_segmentation
+from slicer_test_support import write_synthetic_scan
 
 MANIFEST = {"name": "batseg-test", "version": "1.2.3", "title": "Test model", "weights_sha256": "ab" * 32}
 
@@ -175,6 +176,23 @@ def test_segmentation_without_ai_output_exports_without_ai_fields(mrml, volume, 
     case = export.export_case(node, volume, str(tmp_path), reviewer="R")
     assert "ai_output" not in case.files and not (tmp_path / "aiTr").exists()
     assert case.provenance["model"] is None and case.provenance["editing"] is None
+
+
+def test_ai_output_of_a_replaced_volume_is_neither_exported_nor_compared(mrml, volume, tmp_path):
+    """The AI ran on one volume; the reviewer exports against another (reloaded larger, say):
+    the stored AI output lies on the old grid, so no aiTr file and no editing effort."""
+    node, _ = _ai_segmentation(mrml, volume)
+    size = volume.GetImageData().GetDimensions()
+    larger = write_synthetic_scan(tmp_path / "larger.nii.gz", seed=1, size=(size[0] + 4, size[1], size[2]))
+    replaced = mrml.volumes.AddArchetypeVolume(str(larger), "larger", 0)
+    case = export.export_case(node, replaced, str(tmp_path / "export"), reviewer="R")
+    assert "ai_output" not in case.files and not (tmp_path / "export" / "aiTr").exists()
+    assert case.provenance["editing"] is None
+    assert case.provenance["model"] == MANIFEST  # the model that made the segments is still named
+    label = sitk.ReadImage(case.files["label"])
+    assert label.GetSize() == tuple(replaced.GetImageData().GetDimensions())
+    assert case.provenance["class_voxels"] == {"meningioma": 0, "ependymoma": 1000, "astrocytoma": 0,
+                                               "hemangioblastoma": 210}  # the segments, on the new grid
 
 
 def test_folder_of_another_dataset_is_refused(mrml, volume, tmp_path):
