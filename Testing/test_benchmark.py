@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from batseg.benchmark import Settings, run_child, synthetic_volume
@@ -93,16 +94,24 @@ def test_without_a_model_an_untrained_one_is_written_and_named(tmp_path: Path, m
     assert sitk.GetArrayViewFromImage(labels).max() == 0
 
 
-def test_nnunet_predictor_from_a_model_file_agrees_with_ours(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape, tile, tiles", [
+    ((8, 64, 48), None, 1),  # the plan's patch: one padded tile
+    ((12, 100, 90), (8, 64, 64), 12),  # many overlapping tiles: Gaussian blending on both sides
+], ids=["one tile", "12 tiles"])
+def test_nnunet_predictor_from_a_model_file_agrees_with_ours(shape, tile, tiles, tmp_path: Path) -> None:
     """nnU-Net's predictor with the model file's network gives nearly our labels on a PIR image."""
     from batseg.nnunet_reference import main as nnunet_main
 
-    image = synthetic_volume((8, 64, 48), (3.3, 0.94, 0.94))  # already on the model's grid
+    image = synthetic_volume(shape, (3.3, 0.94, 0.94))  # already on the model's grid
     source = tmp_path / "case.nii.gz"
     sitk.WriteImage(image, str(source))
-    assert nnunet_main(["--model", str(light_model()), "-i", str(source), "-o", str(tmp_path / "nn.nii.gz"), "--threads", "2"]) == 0
+    patch = ["--patch", *map(str, tile)] if tile else []
+    assert nnunet_main(["--model", str(light_model()), "-i", str(source), "-o", str(tmp_path / "nn.nii.gz"),
+                        "--threads", "2", *patch]) == 0
     theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "nn.nii.gz")))
-    ours = sitk.GetArrayFromImage(predictor("onnx", "patch").predict(image).labels)
+    result = predictor("onnx", tile or "patch").predict(image)
+    ours = sitk.GetArrayFromImage(result.labels)
+    assert result.details["tiles"] == tiles
     assert theirs.shape == ours.shape
     assert (theirs == ours).mean() > 0.99
 

@@ -11,9 +11,11 @@ import pytest
 import SimpleITK as sitk
 
 from batseg.errors import BATsegError
-from batseg.inference import backends
+from batseg.inference import backends, sliding_window
 from batseg.inference.predictor import Predictor, mirror_combinations
 from batseg.inference.sliding_window import (
+    DEFAULT_STEP,
+    SIGMA_SCALE,
     choose_tile,
     gaussian_importance,
     plan_windows,
@@ -67,6 +69,95 @@ def test_tile_positions_gaussian_and_tile_choice() -> None:
     assert choose_tile((40, 600, 600), (16, 160, 160), (2, 16, 16), "patch") == (16, 160, 160)
     with pytest.raises(BATsegError, match="multiple"):
         choose_tile((16, 64, 64), (16, 160, 160), (2, 16, 16), (15, 64, 64))
+
+
+# Our numpy copies of nnU-Net's sliding window (ONNX inference does not import torch) are
+# pinned to nnU-Net's own functions and defaults, so a drift on either side fails here.
+SIZES_AND_TILES = [((16, 272, 272), (16, 160, 160)), ((12, 100, 90), (8, 64, 64)), ((13, 33, 47), (13, 16, 16)),
+                   ((9, 110, 64), (4, 64, 64)), ((40, 600, 600), (16, 160, 160)), ((7, 5, 161), (2, 5, 32))]
+
+
+@pytest.mark.parametrize("size, tile", SIZES_AND_TILES)
+@pytest.mark.parametrize("step", [DEFAULT_STEP, 0.25, 0.33, 0.7, 1.0])
+def test_tile_starts_equal_nnunet_steps(size, tile, step) -> None:
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    ours = [tile_starts(n, t, step) for n, t in zip(size, tile)]
+    assert ours == compute_steps_for_sliding_window(size, tile, step)
+
+
+@pytest.mark.parametrize("tile", [(16, 160, 160), (8, 64, 64), (13, 33, 47), (1, 16, 7), (12, 384, 384)])
+def test_gaussian_equals_nnunet_compute_gaussian(tile) -> None:
+    import torch
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    theirs = compute_gaussian(tile, dtype=torch.float64, device=torch.device("cpu")).numpy()  # their sigma: the default
+    ours = gaussian_importance(tile)  # ours: the default too
+    assert ours.shape == theirs.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_copied_constants_equal_nnunets() -> None:
+    import inspect
+
+    import nnunetv2.configuration
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    from batseg.inference import predictor as predictor_module
+    from batseg.inference.resampling import ANISOTROPY_THRESHOLD
+
+    assert SIGMA_SCALE == inspect.signature(compute_gaussian).parameters["sigma_scale"].default
+    assert DEFAULT_STEP == inspect.signature(nnUNetPredictor.__init__).parameters["tile_step_size"].default
+    assert ANISOTROPY_THRESHOLD == nnunetv2.configuration.ANISO_THRESHOLD
+    _, image_kwargs, _, _ = ExperimentPlanner.determine_resampling(None)
+    _, output_kwargs = ExperimentPlanner.determine_segmentation_softmax_export_fn(None)
+    assert predictor_module.IMAGE_ORDER == image_kwargs["order"]
+    assert predictor_module.OUTPUT_ORDER == output_kwargs["order"]
+
+
+@pytest.mark.parametrize("shape, tiles", [((12, 100, 90), 2 * 3 * 2), ((6, 100, 50), 3)], ids=["12 tiles", "3 tiles, padded"])
+def test_blending_of_many_windows_equals_nnunets_sliding_window(shape, tiles, monkeypatch) -> None:
+    """Same network, same z-scored volume, overlapping tiles (padded where the volume is smaller
+    than a tile): our blended logits are nnU-Net's."""
+    import torch
+    from batseg.nnunet_reference import build_predictor
+
+    tile = (8, 64, 64)
+    reference = build_predictor(light_model(), patch=list(tile))
+    volume = smooth_volume(shape, seed=4)
+    volume = (volume - volume.mean()) / volume.std()
+    with torch.inference_mode():
+        theirs = reference.predict_sliding_window_return_logits(torch.from_numpy(volume[None])).float().numpy()
+
+        def run_tile(window: np.ndarray):
+            return reference.network(torch.from_numpy(window)).numpy(), None
+
+        plan = plan_windows(volume.shape, tile, DEFAULT_STEP)
+        ours, _ = predict_windows(volume, run_tile, plan)
+    assert plan.count == tiles
+    # nnU-Net sums in float16: where the summed weight is tiny (the volume's outer edges, which
+    # only tile borders cover) its weighted logits are subnormal and rounded away; compare
+    # everywhere else (about 90 % of the voxels).
+    compared = _summed_weight(plan, volume.shape) > 1e-5
+    assert compared.mean() > 0.85
+    tolerance = 2e-3 * float(np.abs(theirs).max())  # float16's resolution (measured: 1.1e-3)
+    assert np.abs(ours - theirs)[:, compared].max() < tolerance
+    # The weights matter on this volume: the tiles disagree where they overlap, so an unweighted
+    # mean (what a too wide Gaussian tends to) lies far outside the tolerance.
+    monkeypatch.setattr(sliding_window, "gaussian_importance", lambda t: np.ones(t, np.float32))
+    with torch.inference_mode():
+        plain, _ = predict_windows(volume, run_tile, plan)
+    assert np.abs(plain - theirs)[:, compared].max() > 10 * tolerance
+
+
+def _summed_weight(plan, shape) -> np.ndarray:
+    """The Gaussian weights of all tiles summed, on the volume of `shape` (padding cropped)."""
+    total = np.zeros(plan.padded_shape, np.float32)
+    for start in plan.starts:
+        total[tuple(slice(s, s + t) for s, t in zip(start, plan.tile))] += gaussian_importance(plan.tile)
+    return total[tuple(slice(b, b + n) for b, n in zip(plan.pad_before, shape))]
 
 
 def test_patch_tiles_and_whole_volume_tile_give_the_same_grid() -> None:
