@@ -104,6 +104,39 @@ def sagittal_image(shape: tuple[int, int, int] = (10, 64, 56), seed: int = 0, ob
     return make_image(smooth_volume(shape, seed), direction=direction)
 
 
+def reorient_image(image: sitk.Image, mapping) -> sitk.Image:
+    """The image with its voxels permuted / flipped by `mapping` (an `AxisMapping`), no interpolation.
+
+    Voxels and spacing come from the mapping itself (`to_model`, `spacing_to_model`, what
+    inference runs), so comparing this image with `sitk.DICOMOrient` checks the product's code;
+    the origin and direction, which inference never needs (it maps its outputs back instead),
+    are derived here.
+    """
+    from batseg.inference.orientation import direction_matrix
+
+    direction, size_zyx = direction_matrix(image), image.GetSize()[::-1]
+    new_direction = np.zeros((3, 3))
+    corner_zyx = [0.0, 0.0, 0.0]  # the input index that becomes the model grid's first voxel
+    for axis, (source, flip) in enumerate(zip(mapping.order, mapping.flip)):
+        new_direction[:, 2 - axis] = (-1.0 if flip else 1.0) * direction[:, 2 - source]
+        if flip:
+            corner_zyx[source] = size_zyx[source] - 1.0
+    out = sitk.GetImageFromArray(np.ascontiguousarray(mapping.to_model(sitk.GetArrayViewFromImage(image))))
+    out.SetOrigin(image.TransformContinuousIndexToPhysicalPoint(corner_zyx[::-1]))
+    out.SetSpacing(mapping.spacing_to_model(image.GetSpacing()[::-1])[::-1])
+    out.SetDirection(tuple(new_direction.ravel()))
+    return out
+
+
+def write_image(image: sitk.Image, path: Path) -> Path:
+    """Write `image` the way `batseg predict` writes its outputs (`image_writer`, all or nothing)."""
+    from batseg.atomic_files import write_all_or_nothing
+    from batseg.io import image_suffix, image_writer
+
+    write_all_or_nothing([(path, image_writer(image), image_suffix(path))], overwrite=False)
+    return path
+
+
 def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
     """True when two images have exactly the same origin, spacing, direction and size."""
     return (

@@ -12,13 +12,19 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from batseg.atomic_files import write_all_or_nothing
 from batseg.errors import BATsegError
-from batseg.report import DISCLAIMER, lesion_report, write_report
+from batseg.report import DISCLAIMER, lesion_report, report_files
 
 # Sagittal acquisition stored PSR-like: index i runs posterior, j superior, k right (slices).
 SAGITTAL_DIRECTION = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL_SPACING = (0.5, 0.6, 3.3)  # i, j, k
 ORIGIN = (12.0, -30.0, 100.0)
+
+
+def write_report(report: dict, json_path: Path, csv_path: Path, overwrite: bool = False) -> None:
+    """The report's files written as `batseg predict` writes them (with the case's other outputs)."""
+    write_all_or_nothing(report_files(report, json_path, csv_path), overwrite)
 
 
 def sagittal_image(array: np.ndarray) -> sitk.Image:

@@ -27,7 +27,7 @@ import slicer
 import vtk
 
 from batseg.errors import BATsegError
-from batseg.labels import TUMOUR_CLASSES, TumourClass
+from batseg.labels import TUMOUR_CLASSES
 
 from BATsegSlicerLib.terminology import class_for_segment, terminology_string
 
@@ -202,8 +202,3 @@ def place_beside(node: "slicer.vtkMRMLNode", reference: "slicer.vtkMRMLNode") ->
     transform = reference.GetParentTransformNode()
     if transform is not None and hasattr(node, "SetAndObserveTransformNodeID"):
         node.SetAndObserveTransformNodeID(transform.GetID())
-
-
-def class_of(value: int) -> TumourClass:
-    """The tumour class with this label value."""
-    return next(t for t in TUMOUR_CLASSES if t.value == value)

@@ -1,5 +1,6 @@
 """Image input and output: reading NIfTI / NRRD / MetaImage files and DICOM series, checking
-that an image can be segmented, finding the cases of an input path, and atomic writing.
+that an image can be segmented, finding the cases of an input path, and the image writer that
+`batseg.atomic_files` writes outputs with (`image_writer`, `image_suffix`).
 
 Every problem a user can cause raises `InputImageError` with one line saying what is wrong and
 what to do. Checks run in this order, each as early as possible (header parsing lives in
@@ -49,7 +50,6 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from batseg.atomic_files import write_atomically
 from batseg.dicom import DicomSeries, dicom_tags, find_dicom_series, sort_dicom_slices
 from batseg.errors import InputImageError
 from batseg.image_headers import (
@@ -386,11 +386,6 @@ def image_writer(image: sitk.Image, compress: bool = True) -> Callable[[Path], N
 def image_suffix(path: str | os.PathLike) -> str:
     """The image extension of `path` (".nii.gz" included), for the temporary file's name."""
     return _suffix(Path(path))
-
-
-def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False, compress: bool = True) -> Path:
-    """Write an image atomically: a temporary file with the same extension, then `os.replace`."""
-    return write_atomically(path, image_writer(image, compress), overwrite, suffix=image_suffix(path))
 
 
 def vector_image(channels: np.ndarray, reference: sitk.Image) -> sitk.Image:

@@ -40,11 +40,3 @@ def class_by_value(value: int) -> TumourClass:
         if c.value == value:
             return c
     raise KeyError(f"no tumour class has label value {value}")
-
-
-def class_by_key(key: str) -> TumourClass:
-    """The tumour class with this short name (e.g. 'ependymoma')."""
-    for c in TUMOUR_CLASSES:
-        if c.key == key:
-            return c
-    raise KeyError(f"no tumour class is called {key!r}")

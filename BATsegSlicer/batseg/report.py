@@ -34,7 +34,7 @@ import SimpleITK as sitk
 
 from scipy import ndimage
 
-from batseg.atomic_files import text_writer, write_all_or_nothing
+from batseg.atomic_files import text_writer
 from batseg.errors import BATsegError
 from batseg.labels import TUMOUR_CLASSES
 from batseg.lesions import (
@@ -235,12 +235,3 @@ def report_files(report: dict, json_path: str | os.PathLike, csv_path: str | os.
         (Path(csv_path), text_writer(_csv_text(report)), ""),
     ]
 
-
-def write_report(
-    report: dict, json_path: str | os.PathLike, csv_path: str | os.PathLike, overwrite: bool = False
-) -> None:
-    """Write the report as JSON and CSV, both or neither (temporary files, then renames).
-
-    Existing files are replaced only with `overwrite=True`.
-    """
-    write_all_or_nothing(report_files(report, json_path, csv_path), overwrite)

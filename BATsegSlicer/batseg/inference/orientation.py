@@ -75,10 +75,6 @@ class AxisMapping:
     order: tuple[int, int, int]
     flip: tuple[bool, bool, bool]
 
-    @property
-    def is_identity(self) -> bool:
-        return self.order == (0, 1, 2) and not any(self.flip)
-
     def to_model(self, array: np.ndarray) -> np.ndarray:
         lead = array.ndim - 3
         moved = np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in self.order))
@@ -134,35 +130,6 @@ def model_axes(setting: Any) -> tuple[str, tuple[int, int, int]]:
             raise ValueError(f"transpose_forward {list(transpose)} is not a permutation of 0, 1, 2")
         return code, transpose  # type: ignore[return-value]
     raise ValueError(f"orientation {setting!r} is neither a code nor an nnU-Net description")
-
-
-def reoriented_geometry(image: sitk.Image, mapping: AxisMapping) -> tuple[tuple, tuple, tuple]:
-    """(origin, spacing, direction) in SimpleITK order of the image after `mapping`."""
-    direction = direction_matrix(image)
-    size_zyx = np.asarray(image.GetSize()[::-1])
-    spacing_zyx = np.asarray(image.GetSpacing()[::-1])
-    new_direction = np.zeros((3, 3))
-    corner_zyx = np.zeros(3)
-    for a in range(3):
-        source = mapping.order[a]
-        sign = -1.0 if mapping.flip[a] else 1.0
-        new_direction[:, 2 - a] = sign * direction[:, 2 - source]
-        if mapping.flip[a]:
-            corner_zyx[source] = size_zyx[source] - 1
-    origin = image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in corner_zyx[::-1]))
-    spacing = tuple(float(spacing_zyx[mapping.order[a]]) for a in range(3))[::-1]
-    return tuple(origin), spacing, tuple(new_direction.ravel())
-
-
-def reorient_image(image: sitk.Image, mapping: AxisMapping) -> sitk.Image:
-    """The image with its voxels permuted / flipped to the mapping's orientation (no interpolation)."""
-    array = np.ascontiguousarray(mapping.to_model(sitk.GetArrayViewFromImage(image)))
-    out = sitk.GetImageFromArray(array)
-    origin, spacing, direction = reoriented_geometry(image, mapping)
-    out.SetOrigin(origin)
-    out.SetSpacing(spacing)
-    out.SetDirection(direction)
-    return out
 
 
 @dataclass(frozen=True)

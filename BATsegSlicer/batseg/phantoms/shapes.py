@@ -67,10 +67,6 @@ class Tube:
                 np.interp(L, self.L, self.ra, left=0.0, right=0.0),
                 np.interp(L, self.L, self.rb, left=0.0, right=0.0))
 
-    def volume_mm3(self) -> float:
-        """Volume of the continuous shape (sum of ellipse areas along L)."""
-        return float(np.trapezoid(np.pi * self.ra * self.rb, self.L))
-
     def section(self, L2d: np.ndarray, u2d: np.ndarray, margin: float) -> "TubeSection | None":
         """The tube sampled on the sagittal (L, u) map, cropped to its bounding box + margin."""
         if self.is_empty():
