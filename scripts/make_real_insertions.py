@@ -9,6 +9,7 @@ only HELD_OUT backgrounds, which no training split may contain.
 
     python scripts/make_real_insertions.py --out WORK_DIR/real_train --split train -n 160 --seed 1
     python scripts/make_real_insertions.py --out WORK_DIR/real_test --split test -n 48 --seed 2
+    python scripts/make_real_insertions.py --out WORK_DIR/real_val --split train -n 24 --seed 3 --name Dataset513_BATsegRealInsertVal
     python scripts/make_real_insertions.py --out WORK_DIR/real_unaltered --split unaltered
 
 `--split unaltered` writes every real scan without a lesion (T1 and T2, as distributed and on a
@@ -108,8 +109,12 @@ def _dataset_json(count: int, description: str) -> dict:
             "licence": "backgrounds: see ../shared/data/real-spine-mri/licenses (MIT, CC BY 4.0); lesions synthetic"}
 
 
-def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float, healthy: float) -> None:
-    folder = out / ("Dataset511_BATsegRealInsertTrain" if split == "train" else "Dataset512_BATsegRealInsertTest")
+DEFAULT_NAMES = {"train": "Dataset511_BATsegRealInsertTrain", "test": "Dataset512_BATsegRealInsertTest"}
+
+
+def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float, healthy: float,
+                name: str | None = None) -> None:
+    folder = out / (name or DEFAULT_NAMES[split])
     names = TRAIN if split == "train" else HELD_OUT
     metas = {}
     for index in range(cases):
@@ -148,13 +153,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--t2-negative-fraction", type=float, default=0.15)
     parser.add_argument("--healthy-fraction", type=float, default=0.1)
+    parser.add_argument("--name", default=None, help="dataset folder name (default: Dataset511/512_...)")
     args = parser.parse_args()
     if args.split == "unaltered":
         write_unaltered(args.out)
     else:
         negative = args.t2_negative_fraction if args.split == "train" else 0.0
         healthy = args.healthy_fraction if args.split == "train" else 0.0
-        write_split(args.out, args.split, args.cases, args.seed, negative, healthy)
+        write_split(args.out, args.split, args.cases, args.seed, negative, healthy, args.name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped model 0.7.0 and every figure of its card: the parent (0.6.0, trained on
+# phantoms) fine-tuned on synthetic lesions inserted into real healthy scans, with phantoms replayed.
+#
+#   bash scripts/train_real_anatomy_model.sh [WORK_DIR]        (default work_tmp/real_anatomy)
+#
+# Needs ../shared/data/real-spine-mri beside the repository. Knobs (environment): EPOCHS (50), ITERS
+# (50), LR (0.003), VERSION (0.7.0), PARENT (the shipped 0.6.0 file), DEVICE (cpu), FORCE=1 to
+# replace a shipped file of that version. Backgrounds sct_t1w and errsm_24 never enter training
+# (scripts/make_real_insertions.py, HELD_OUT). A step whose output exists is skipped (a rerun
+# continues where one stopped); delete WORK_DIR to start over.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+W=${1:-work_tmp/real_anatomy}
+EPOCHS=${EPOCHS:-50}
+ITERS=${ITERS:-50}
+LR=${LR:-0.003}
+VERSION=${VERSION:-0.7.0}
+DEVICE=${DEVICE:-cpu}
+PARENT=${PARENT:-BATsegSlicer/Resources/Models/batseg-light-phantoms-0.6.0.batseg}
+NAME=batseg-light-synthetic
+mkdir -p "$W"
+[ -f "$W/COMMIT" ] || git rev-parse HEAD > "$W/COMMIT"
+
+# 1. Data. Phantoms: the parent's kind (replayed so that the phantom domain is not forgotten),
+#    validation (seed 11), held-out test (seed 7) and T2 negatives (seed 8), as for 0.6.0.
+#    Real backgrounds: 240 training cases on the training subjects (seed 1), 24 validation cases on
+#    the same subjects (seed 3), 48 held-out cases on the held-out subjects (seed 2), and every
+#    unaltered real scan.
+phantoms() {  # $1 folder, $2 dataset name, $3.. options
+  local out=$1 name=$2; shift 2
+  [ -f "$out/$name/dataset.json" ] || batseg phantom -o "$out" --name "$name" --workers 2 --progress quiet "$@"
+}
+phantoms "$W/phantoms" Dataset501_BATsegPhantoms -n 140 --seed 2026 --t2-negative-fraction 0.125
+phantoms "$W/phval" Dataset503_BATsegPhantomsVal -n 20 --seed 11
+phantoms "$W/test" Dataset502_BATsegPhantomsTest -n 40 --seed 7
+phantoms "$W/t2test" Dataset505_BATsegPhantomsT2Test -n 10 --seed 8 --healthy-fraction 0 --t2-negative-fraction 1
+insert() {  # $1 folder, $2 dataset name, $3.. options
+  local out=$1 name=$2; shift 2
+  [ -f "$out/$name/dataset.json" ] || python scripts/make_real_insertions.py --out "$out" --name "$name" "$@" > "$out.log"
+}
+insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n 240 --seed 1
+insert "$W/real_val" Dataset513_BATsegRealInsertVal --split train -n 24 --seed 3
+insert "$W/real_test" Dataset512_BATsegRealInsertTest --split test -n 48 --seed 2
+[ -d "$W/real_unaltered/resliced" ] || python scripts/make_real_insertions.py --out "$W/real_unaltered" --split unaltered
+[ -f "$W/val/Dataset514_BATsegMixVal/dataset.json" ] || python scripts/link_datasets.py -o "$W/val/Dataset514_BATsegMixVal" \
+  "$W/real_val/Dataset513_BATsegRealInsertVal" "$W/phval/Dataset503_BATsegPhantomsVal"
+
+# 2. Fine-tune the parent on the real-background cases, with the phantoms replayed (the real cases
+#    are the "new" data: 240 real + 140 phantoms).
+[ -f "$W/$NAME.batseg" ] || OMP_NUM_THREADS=$(nproc) nnUNet_n_proc_DA=1 batseg train --finetune-from "$PARENT" \
+  --data "$W/real_train/Dataset511_BATsegRealInsertTrain" --replay-data "$W/phantoms/Dataset501_BATsegPhantoms" \
+  --output "$W/$NAME.batseg" --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" --val-iterations 5 --batch-size 4 \
+  --foreground-oversampling 0.5 --lr "$LR" --device "$DEVICE" --seed 1 --workdir "$W/work_ft" \
+  --name "$NAME" --version "$VERSION" --overwrite --progress bar > "$W/train.log" 2>&1
+
+# 3. Minimum lesion volume chosen on the mixed validation set (24 real + 20 phantoms).
+[ -f "$W/$NAME-tuned.batseg" ] || batseg tune-postprocess --model "$W/$NAME.batseg" --data "$W/val/Dataset514_BATsegMixVal" \
+  --output "$W/$NAME-tuned.batseg" --json "$W/tune_$NAME.json" --device cpu --overwrite --progress quiet
+
+# 4. Before (parent) and after (tuned child) on the same held-out data.
+evaluate() {  # $1 tag, $2 model file
+  batseg predict -i "$W/test/Dataset502_BATsegPhantomsTest/imagesTr" -o "$W/pred_$1" --model "$2" --device cpu \
+    --overwrite --progress quiet
+  batseg evaluate --pred "$W/pred_$1" --gt "$W/test/Dataset502_BATsegPhantomsTest/labelsTr" -o "$W/eval_$1.json" \
+    --png "$W/eval_$1.png" --overwrite > /dev/null
+  batseg predict -i "$W/t2test/Dataset505_BATsegPhantomsT2Test/imagesTr" -o "$W/pred_t2_$1" --model "$2" \
+    --device cpu --overwrite --progress quiet
+  python scripts/evaluate_real_anatomy.py --model "$2" --data "$W" --out "$W/real_eval_$1" > "$W/real_eval_$1.md"
+}
+evaluate parent "$PARENT"
+evaluate "$NAME" "$W/$NAME-tuned.batseg"
+
+# 5. Card and shipped file.
+python scripts/make_real_anatomy_card.py --work "$W" --name "$NAME" --parent "$PARENT" --version "$VERSION" \
+  --epochs "$EPOCHS" --iters "$ITERS" ${FORCE:+--force}
