@@ -176,3 +176,15 @@ def test_a_manifest_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     hostile = write_raw(tmp_path / "big.batseg", json.dumps(manifest), weights)
     with pytest.raises(ModelFileError, match="implausibly large"):
         read_manifest(hostile)
+
+
+def test_a_manifest_with_tuples_is_written(tmp_path: Path) -> None:
+    """The schema runs before the manifest becomes JSON: tuples (as training code builds them) pass."""
+    from batseg.model_file import load_model as load, write_model_file
+
+    loaded = load(light_model())
+    manifest = {k: v for k, v in loaded.manifest.items() if k not in ("format", "format_version")}
+    manifest["nnunet"] = dict(manifest["nnunet"], inference_allowed_mirroring_axes=(0, 1, 2))
+    manifest["input"] = dict(manifest["input"], patch_size=(16, 64, 64))
+    written = write_model_file(tmp_path / "tuples.batseg", loaded.network.state_dict(), manifest)
+    assert read_manifest(written)["nnunet"]["inference_allowed_mirroring_axes"] == [0, 1, 2]

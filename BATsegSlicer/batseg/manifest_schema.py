@@ -104,7 +104,8 @@ class _Checker:
         return value
 
     def list(self, value: Any, where: str, length: int | None = None, item: Callable[[Any, str], Any] | None = None) -> list[Any]:
-        if not isinstance(value, list) or (length is not None and len(value) != length):
+        # Tuples too: a manifest is validated before it is written as JSON (which makes them lists).
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
             self.fail(where, f"must be a list{f' of {length} items' if length is not None else ''}")
         if item is not None:
             for i, entry in enumerate(value):
