@@ -115,7 +115,8 @@ def test_predict_uses_the_models_volume_unless_told_otherwise(tmp_path: Path) ->
     from batseg.model_file import with_manifest_updates
     from inference_helpers import sagittal_image
 
-    strict = with_manifest_updates(light_model(), {"postprocessing": {"min_volume_mm3": 1e12}}, tmp_path / "strict.batseg")
+    # 1e6 mm3 (a litre) is more than the whole image; manifests hold at most 1e7 (batseg.manifest_schema).
+    strict = with_manifest_updates(light_model(), {"postprocessing": {"min_volume_mm3": 1e6}}, tmp_path / "strict.batseg")
     source = tmp_path / "scan.nii.gz"
     sitk.WriteImage(sagittal_image(), str(source))
     counts = {}

@@ -92,7 +92,8 @@ def test_folder_input_segments_each_image_and_reports_the_bad_one(tmp_path: Path
         "a.nii.gz", "a.report.csv", "a.report.json", "b.nii.gz", "b.report.csv", "b.report.json",
     ]
     errors = [line for line in captured.err.splitlines() if line.startswith("batseg: error:")]
-    assert len(errors) == 1 and "c:" in errors[0] and "constant" in errors[0]
+    assert len(errors) == 2 and "c:" in errors[0] and "constant" in errors[0]
+    assert "1 of 3 cases failed (c)" in errors[1]  # the summary comes last
     assert sitk.ReadImage(str(out / "b.nii.gz")).GetSize() == (40, 48, 8)
 
 

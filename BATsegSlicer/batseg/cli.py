@@ -3,14 +3,21 @@
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func`` to a callable taking the parsed arguments and returning an exit status. Command
 modules import torch and nnU-Net only inside ``func``, so ``batseg --help`` stays instant.
-A `BATsegError` is printed as one line (exit status 2), never as a traceback.
+A `BATsegError` is printed as one line (exit status 2), never as a traceback. SIGTERM (what
+the Slicer module's Cancel sends first) unwinds like Ctrl-C, so temporary files are removed
+and nothing is left half-written (exit status 143; 130 for Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
+from typing import Iterator
 
 from batseg import __version__
 from batseg.errors import BATsegError
@@ -43,6 +50,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every `finally` and cleanup runs."""
+
+
+_handler_owner: list[int] = []  # the id of the process that installed the handler
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    if os.getpid() not in _handler_owner:
+        # A forked worker that kept the handler (see `_default_sigterm_in_child`): die as before.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    # A second SIGTERM must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _default_sigterm_in_child() -> None:
+    """Give a forked worker (nnU-Net's, PyTorch's) the default SIGTERM back.
+
+    Their parents stop them with SIGTERM, and a worker stuck on a lock it inherited from the
+    fork never runs a Python-level handler: only the default action ends it.
+    """
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in this process (the default handler would
+    end it on the spot, leaving temporary files behind); forked workers keep the default.
+    Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _handler_owner[:] = [os.getpid()]
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `batseg` console script."""
     parser = build_parser()
@@ -51,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
+    except Terminated:
+        sys.stderr.write("batseg: terminated\n")
+        return 143
     except BATsegError as exc:
         Progress(getattr(args, "progress", "bar")).error(str(exc))
         return 2

@@ -5,10 +5,14 @@ Matches cases by name, checks that each pair shares one voxel grid, scores every
 
 Decisions:
 - Case names follow nnU-Net: `CASE.nii.gz` in both folders (the names `batseg predict` and
-  nnU-Net's predictor write); the other formats of `batseg.io.IMAGE_SUFFIXES` are read too,
-  with the same `case_name` rule as the inputs of `batseg predict`. Files of other
-  names (probability maps, reports) are not label files and are ignored unless their name
-  matches a case on the other side.
+  nnU-Net's predictor write); the other formats of `batseg.io.IMAGE_SUFFIXES` are read too.
+  A label file's case is its name without the image suffix (`label_case_name`): nnU-Net's
+  channel suffix `_0000` is dropped from image names only, so labelsTr/phantom_0000.nii.gz is
+  case "phantom_0000", as `batseg predict` names the prediction of imagesTr/phantom_0000_0000.nii.gz.
+  Files of other names (probability maps, reports) are not label files and are ignored unless
+  their name matches a case on the other side.
+- The JSON and PNG outputs are never written over an input label file, nor into an input
+  folder under a label file's name (`check_not_input`), with or without --overwrite.
 - Only cases present on both sides are scored, as nnU-Net does for one fold's predictions
   against a full labelsTr folder; unmatched names are listed in the results and logged.
   No common case at all is an error.
@@ -34,12 +38,48 @@ import SimpleITK as sitk
 from batseg.atomic_files import write_atomically, write_text_atomically
 from batseg.errors import BATsegError
 from batseg.image_headers import gzip_stream_problem
-from batseg.io import IMAGE_SUFFIXES, case_name, is_image_file
+from batseg.io import IMAGE_SUFFIXES, is_image_file
 from batseg.labels import TUMOUR_CLASSES
 from batseg.lesions import check_label_map
 from batseg.metrics import DETECTION_MIN_OVERLAP_MM3, HD95_MISSING_MM, TYPE_KEYS, aggregate, evaluate_case
 from batseg.progress import Progress
 from batseg.report import DISCLAIMER
+
+
+def label_case_name(path: str | os.PathLike) -> str:
+    """The case of a label file: its name without the image suffix (CASE.nii.gz -> CASE)."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def check_not_input(output: str | os.PathLike, option: str, *inputs: str | os.PathLike) -> None:
+    """Refuse an output that is one of the input label files or would be taken for one.
+
+    `inputs` are the --pred and --gt files or folders. An output directly inside an input
+    folder with a label file's suffix would replace a label file, or be read as one next time.
+    """
+    target = Path(output).expanduser()
+    for given in inputs:
+        source = Path(given).expanduser()
+        if source.is_file() and (_same_file(target, source) or target.absolute() == source.absolute()):
+            raise BATsegError(f"{option} {target} is an input label file; write the output to another file")
+        if source.is_dir() and target.absolute().parent.resolve() == source.resolve():
+            if target.name.lower().endswith(IMAGE_SUFFIXES):
+                raise BATsegError(
+                    f"{option} {target} would replace or add a label file in the input folder {source}; "
+                    "write the output elsewhere"
+                )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when both paths exist and are one file (links and letter case included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _index_folder(folder: Path, role: str) -> dict[str, Path]:
@@ -48,7 +88,7 @@ def _index_folder(folder: Path, role: str) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if not is_image_file(path):
             continue
-        name = case_name(path)
+        name = label_case_name(path)
         if name in cases:
             raise BATsegError(
                 f"{role} folder {folder} holds two files for case {name!r} ({cases[name].name}, {path.name}): keep one"
@@ -67,7 +107,7 @@ def _index(path: Path, role: str) -> dict[str, Path]:
         raise BATsegError(
             f"{role} {path} is not a label file ({', '.join(IMAGE_SUFFIXES)}): give a label file or folder"
         )
-    return {case_name(path): path}
+    return {label_case_name(path): path}
 
 
 def match_cases(

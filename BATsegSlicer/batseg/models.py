@@ -88,6 +88,7 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         return default_model_path()
     path = Path(spec).expanduser()
     if path.exists():
+        _check_regular_file(path)
         return path
     for entry in list_models():
         if str(spec) in (entry.name, entry.path.name, entry.path.name[: -len(MODEL_SUFFIX)]):
@@ -96,6 +97,24 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         f"model {spec} is neither a file nor the name of a model in {SHIPPED_DIR} or {user_models_dir()}; "
         "give the path of a .batseg file"
     )
+
+
+def _check_regular_file(path: Path) -> None:
+    """ModelFileError naming what `path` is when it is not a plain file (a folder, a device, a FIFO).
+
+    Reading /dev/zero would never end and a FIFO would block; "does not exist" would mislead.
+    """
+    import stat
+
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return
+    kinds = (
+        (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+    )
+    what = next((name for test, name in kinds if test(mode)), "not a regular file")
+    raise ModelFileError(f"model {path} is {what}, not a model file; give the path of a {MODEL_SUFFIX} file")
 
 
 def untrained_manifest(topology: str = "light") -> dict[str, Any]:

@@ -27,6 +27,8 @@ Decisions:
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -47,6 +49,8 @@ RawPrediction = tuple[sitk.Image, "np.ndarray | None"]
 CANDIDATES_MM3: tuple[float, ...] = (0.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 ONE_TYPE_OPTIONS: tuple[bool, ...] = (False, True)
 TIE_TOLERANCE = 1e-6
+# The largest minimum volume a manifest may record (batseg.manifest_schema's bound): 10 litres.
+MAX_MIN_VOLUME_MM3 = 1e7
 
 
 @dataclass
@@ -78,11 +82,16 @@ class Tuning:
 
 
 def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
-    """(image case, label file) pairs of an nnU-Net raw dataset folder (imagesTr + labelsTr)."""
+    """(image case, label file) pairs of an nnU-Net raw dataset folder (imagesTr + labelsTr).
+
+    A dataset.json, where present, must name BATseg's labels, as `batseg train` requires: labels
+    of another numbering would be scored as the wrong tumour types.
+    """
     folder = Path(data).expanduser()
     images, labels = folder / "imagesTr", folder / "labelsTr"
     if not images.is_dir() or not labels.is_dir():
         raise BATsegError(f"{folder} is not an nnU-Net raw dataset folder: it needs imagesTr/ and labelsTr/")
+    _check_dataset_json(folder)
     # Label names are the case names as they are: `case_name` would also drop a trailing "_0000",
     # which is a channel suffix on images only (labelsTr/case_0000.nii.gz is case "case_0000").
     suffix = ".nii.gz"
@@ -91,6 +100,38 @@ def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
     if not pairs:
         raise BATsegError(f"no image in {images} has a label file of the same case name in {labels}")
     return pairs
+
+
+def _check_dataset_json(folder: Path) -> None:
+    """BATsegError when the folder's dataset.json is unreadable or names other labels than BATseg's."""
+    from batseg.training.datasets import check_labels
+
+    path = folder / "dataset.json"
+    if not path.exists():
+        return  # a plain imagesTr + labelsTr folder: the label values are checked case by case
+    try:
+        dataset_json = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BATsegError(f"{path} is not readable JSON ({' '.join(str(exc).split())}); fix or re-export the dataset") from None
+    if not isinstance(dataset_json, dict):
+        raise BATsegError(f"{path} must hold a JSON object")
+    check_labels(dataset_json.get("labels"), str(path))
+
+
+def check_candidates(candidates: Sequence[float]) -> None:
+    """BATsegError unless every candidate minimum volume is a finite number from 0 to `MAX_MIN_VOLUME_MM3`.
+
+    An infinite volume would remove every lesion and be written into the model file
+    ("min_volume_mm3": Infinity, which strict JSON readers refuse); nan compares false with
+    everything; a chosen volume beyond the manifest's bound would make the tuned file unreadable.
+    """
+    if not candidates:
+        raise BATsegError("give at least one minimum volume candidate (mm3)")
+    bad = [value for value in candidates if not math.isfinite(value) or not 0 <= value <= MAX_MIN_VOLUME_MM3]
+    if bad:
+        raise BATsegError(
+            f"minimum volume candidates must be finite numbers from 0 to {MAX_MIN_VOLUME_MM3:g} mm3; got {bad[0]:g}"
+        )
 
 
 def detection_f1(detection: dict[str, Any]) -> float | None:
@@ -130,8 +171,7 @@ def tune_postprocessing(
 ) -> Tuning:
     """Score every (minimum volume, one type per lesion) setting on every case; `predict_raw`
     gives a label map without postprocessing and the class probabilities."""
-    if not candidates or min(candidates) < 0:
-        raise BATsegError("minimum volume candidates must be zero or positive (mm3)")
+    check_candidates(candidates)
     settings = [(float(v), bool(one)) for one in one_type_options for v in candidates]
     results: dict[tuple[float, bool], list[dict[str, Any]]] = {setting: [] for setting in settings}
     for index, (case, label_path) in enumerate(pairs, start=1):

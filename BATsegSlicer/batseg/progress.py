@@ -11,7 +11,7 @@ Event kinds (the contract with BATsegSlicerLib's process runner):
   {"event": "progress", "stage": NAME, "done": I, "total": N}
   {"event": "log", "message": TEXT}
   {"event": "result", ...command-specific fields, e.g. "outputs": {...}}
-  {"event": "error", "message": ONE_LINE}
+  {"event": "error", "message": ONE_LINE[, "case": NAME]}  (a case of a batch names itself)
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ class Progress:
         """The command's final outcome (paths written, figures measured)."""
         self._emit({"event": "result", **fields})
 
-    def error(self, message: str) -> None:
-        """A one-line error, also printed on stderr in every mode."""
-        self._emit({"event": "error", "message": message})
+    def error(self, message: str, **fields: Any) -> None:
+        """A one-line error, also printed on stderr in every mode; `fields` join the json event."""
+        self._emit({"event": "error", "message": message, **fields})
         sys.stderr.write(f"batseg: error: {message}\n")
         sys.stderr.flush()
 

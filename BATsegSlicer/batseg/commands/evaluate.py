@@ -1,12 +1,14 @@
 """`batseg evaluate`: score predicted label files against ground truth (Dice, HD95, detection).
 
 Prints the table on stdout; writes the full results as JSON (-o) and a PNG chart (--png) when
-asked. Output paths are checked before any case is scored, so a refusal costs nothing.
+asked. Output paths are checked before any case is scored, so a refusal costs nothing; an
+output is never written over an input label file, even with --overwrite.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,19 +39,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the requested files."""
-    from batseg.atomic_files import check_can_write
+    from batseg.atomic_files import check_can_write, remove_stale_parts_beside
     from batseg.errors import BATsegError
-    from batseg.evaluation import evaluate_paths, format_table, save_chart, save_results_json
+    from batseg.evaluation import check_not_input, evaluate_paths, format_table, save_chart, save_results_json
     from batseg.metrics import DETECTION_MIN_OVERLAP_MM3
     from batseg.progress import Progress
 
     if args.output and args.png and args.output == args.png:
         raise BATsegError("the JSON output and the PNG chart must be different files")
-    for path in (args.output, args.png):
+    for option, path in (("-o", args.output), ("--png", args.png)):
         if path:
+            check_not_input(path, option, args.pred, args.gt)
             check_can_write(path, args.overwrite)
     min_overlap_mm3 = DETECTION_MIN_OVERLAP_MM3 if args.min_overlap_mm3 is None else args.min_overlap_mm3
+    if not math.isfinite(min_overlap_mm3) or min_overlap_mm3 < 0:  # nan detects nothing and writes NaN into the JSON
+        raise BATsegError(f"--min-overlap-mm3 {args.min_overlap_mm3} must be a finite number, zero or positive (mm3)")
     progress = Progress(args.progress)
+    remove_stale_parts_beside(args.output, args.png)
     results = evaluate_paths(args.pred, args.gt, progress, min_overlap_mm3=min_overlap_mm3)
     print(format_table(results), flush=True)
     outputs = {}

@@ -54,6 +54,7 @@ def trainer_folder_and_fold(results: Path, fold: str | None) -> tuple[Path, str]
 
 
 def run(args: argparse.Namespace) -> int:
+    from batseg.atomic_files import remove_stale_parts_beside
     from batseg.progress import Progress
     from batseg.training.package import package_results
     from batseg.training.run import check_output
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     results = args.results.expanduser().resolve()
     output = check_output(args.output, args.overwrite)
+    remove_stale_parts_beside(output)  # an earlier run killed while writing the model file
     results, fold = trainer_folder_and_fold(results, args.fold)
     checkpoint = f"checkpoint_{args.checkpoint}.pth" if args.checkpoint else None
     with progress.stage("package"):

@@ -8,7 +8,9 @@ model is loaded. The model's disclaimer (trained on synthetic phantoms; not for 
 is printed once, before the first outputs are written.
 
 Exit status: 0 when every case was segmented, 2 when the input, an option or the model is
-wrong (one line on stderr per failed case; in a folder the other cases still run).
+wrong (one line on stderr per failed case; in a folder the other cases still run, and a last
+line says how many failed). A run refused before any work (an option, the model, an output
+that exists, is an input or is shared by two cases) writes nothing.
 
 With ``--progress json`` (the Slicer module) each segmented case ends with one event
 ``{"event": "result", "case", "input", "outputs": {"labels", "report_json", "report_csv"
@@ -83,14 +85,16 @@ def _warn(progress, message: str) -> None:
 
 def options_from(args: argparse.Namespace):
     """PredictOptions from the parsed arguments."""
+    import math
+
     from batseg.errors import BATsegError
     from batseg.inference.backends import check_threads
     from batseg.inference.pipeline import PredictOptions
     from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3
 
     min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # None: run() takes the model's
-    if min_volume < 0:
-        raise BATsegError(f"--min-volume {args.min_volume} must be zero or positive (mm3)")
+    if not math.isfinite(min_volume) or min_volume < 0:  # inf would remove every lesion, nan none
+        raise BATsegError(f"--min-volume {args.min_volume} must be a finite number, zero or positive (mm3)")
     check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
     return PredictOptions(
         tta=args.tta,
@@ -108,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
+    from batseg.atomic_files import remove_stale_parts
     from batseg.errors import BATsegError
-    from batseg.inference.pipeline import check_outputs, segment_case
+    from batseg.inference.pipeline import check_outputs, segment_cases
     from batseg.inference.predictor import Predictor
     from batseg.inference.sliding_window import parse_tile
     from batseg.io import find_cases
@@ -123,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise BATsegError(f"output {out_dir} is a file; give a folder")
-    cases = find_cases(args.input)
-    source = Path(args.input).expanduser()
+    source = _named_input(args.input)
+    cases = find_cases(source)
     if source.is_dir() and out_dir.exists() and out_dir.resolve() == source.resolve():
         raise BATsegError("the output folder is the input folder; write the results to another folder")
     check_outputs(cases, out_dir, options)
@@ -138,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         options = replace(options, one_type_per_lesion=recommended_one_type_per_lesion(predictor.manifest))
     if options.save_field and not predictor.field_channels:
         raise BATsegError(f"model {predictor.manifest.get('name')!r} has no distance-field head; drop --save-field")
+    _log_removed(progress, remove_stale_parts(out_dir))
     disclaimer_shown = []
 
     def show_disclaimer() -> None:
@@ -145,22 +151,34 @@ def run(args: argparse.Namespace) -> int:
             _warn(progress, predictor.disclaimer)
             disclaimer_shown.append(True)
 
-    failures = 0
-    for case in cases:
-        try:
-            result = segment_case(predictor, case, out_dir, options, progress, before_write=show_disclaimer)
-        except BATsegError as exc:
-            if len(cases) == 1:
-                raise
-            progress.error(f"{case.name}: {exc}")
-            failures += 1
-            continue
+    def report(result: dict) -> None:
         for message in result["warnings"]:
-            _warn(progress, f"{case.name}: {message}")
+            _warn(progress, f"{result['case']}: {message}")
         progress.result(**result)
         if progress.mode == "bar":
             sys.stderr.write(
-                f"{case.name}: {result['lesions']} lesion(s), {result['total_volume_cm3']:.2f} cm3 -> "
+                f"{result['case']}: {result['lesions']} lesion(s), {result['total_volume_cm3']:.2f} cm3 -> "
                 f"{result['outputs']['labels']} ({result['timings']['total']:.1f} s)\n"
             )
-    return 2 if failures else 0
+
+    failed = segment_cases(predictor, cases, out_dir, options, progress, report, before_write=show_disclaimer)
+    if failed:
+        shown = ", ".join(failed[:10]) + (", ..." if len(failed) > 10 else "")
+        progress.error(f"{len(failed)} of {len(cases)} cases failed ({shown}); the others were segmented")
+    return 2 if failed else 0
+
+
+def _named_input(given: str):
+    """The input path, spelt out where its own name is missing (`-i .` names the case after the folder)."""
+    import os
+    from pathlib import Path
+
+    source = Path(given).expanduser()
+    # Path(".").name is "" and Path("..").name "..": the case would be named "" (hidden ".nii.gz" outputs).
+    return Path(os.path.abspath(source)) if source.name in ("", "..") else source
+
+
+def _log_removed(progress, removed: list) -> None:
+    """Say which temporary files of an earlier, killed run were removed."""
+    if removed:
+        progress.log(f"removed {len(removed)} temporary file(s) left by an interrupted earlier run in {removed[0].parent}")

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from batseg.atomic_files import write_atomically
+    from batseg.atomic_files import remove_stale_parts, write_atomically
     from batseg.phantoms.samples import sample_cases, sample_path
 
     cases = sample_cases()
@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         for case in cases:
             print(f"{case['name']}: {case['tumour_name']} ({case['region']})")
         return 0
+    for folder in ("images", "labels"):
+        remove_stale_parts(args.output / folder)  # an earlier copy killed half-way
     for case in cases:
         for kind, folder in (("image", "images"), ("label", "labels")):
             source = sample_path(case["name"], kind)  # verifies the sha256

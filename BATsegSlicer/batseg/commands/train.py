@@ -94,11 +94,13 @@ def run(args: argparse.Namespace) -> int:
     from batseg.training.workdir import set_worker_defaults
 
     set_worker_defaults()  # before nnunetv2 is imported: it reads some of them at import time
+    from batseg.atomic_files import remove_stale_parts_beside
     from batseg.progress import Progress
     from batseg.training.run import TrainRequest, train
 
     progress = Progress(args.progress)
     options = options_from_args(args)
+    remove_stale_parts_beside(args.output)  # an earlier run killed while writing its model file
     request = TrainRequest(
         data=args.data, output=args.output, options=options, fold=args.fold, device=args.device,
         num_gpus=args.num_gpus, workdir=args.workdir, resume=args.resume, name=args.name,

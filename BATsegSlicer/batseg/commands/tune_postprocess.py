@@ -39,28 +39,40 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from batseg.atomic_files import check_can_write, write_text_atomically
+    from batseg.atomic_files import check_can_write, remove_stale_parts_beside, write_text_atomically
     from batseg.errors import BATsegError
+    from batseg.inference.backends import check_threads
     from batseg.inference.predictor import Predictor
     from batseg.model_file import MODEL_SUFFIX, with_manifest_updates
     from batseg.models import resolve_model
-    from batseg.postprocess_tuning import CANDIDATES_MM3, format_table, manifest_entry, tune_postprocessing, validation_pairs
+    from batseg.postprocess_tuning import (
+        CANDIDATES_MM3, check_candidates, format_table, manifest_entry, tune_postprocessing, validation_pairs,
+    )
     from batseg.progress import Progress
 
     if args.output and not args.output.endswith(MODEL_SUFFIX):
         raise BATsegError(f"--output {args.output} must end in {MODEL_SUFFIX}")
+    check_threads(args.threads)  # as predict refuses it, before any data is read
+    candidates = CANDIDATES_MM3 if args.candidates is None else args.candidates
+    check_candidates(candidates)
     for path in (args.output, args.json):
         if path:
             check_can_write(path, args.overwrite)
+    if args.output and args.json and Path(args.output).expanduser().absolute() == Path(args.json).expanduser().absolute():
+        raise BATsegError("--output and --json must be different files")
     model = resolve_model(args.model)
     if args.output and Path(args.output).expanduser().resolve() == model.resolve():
         raise BATsegError("--output is the model file itself; write the tuned copy to another file")
+    if args.json and Path(args.json).expanduser().resolve() == model.resolve():
+        raise BATsegError("--json is the model file itself; write the table to another file")
     progress = Progress(args.progress)
     pairs = validation_pairs(args.data)
+    _check_not_data(pairs, args.output, args.json)
     predictor = Predictor(model, device=args.device, threads=args.threads, progress=Progress("quiet"))
+    remove_stale_parts_beside(args.output, args.json)
     with progress.stage("tune"):
         tuning = tune_postprocessing(
-            lambda image: _raw_prediction(predictor, image), pairs, args.candidates or CANDIDATES_MM3,
+            lambda image: _raw_prediction(predictor, image), pairs, candidates,
             lambda done, total: progress.update("tune", done, total),
         )
     print(format_table(tuning), flush=True)
@@ -75,6 +87,18 @@ def run(args: argparse.Namespace) -> int:
                     chosen_one_type_per_lesion=tuning.chosen.one_type_per_lesion,
                     outputs={"model": args.output, "json": args.json})
     return 0
+
+
+def _check_not_data(pairs, *outputs: str | None) -> None:
+    """Refuse an output that is one of the validation images or label files."""
+    from pathlib import Path
+
+    from batseg.errors import BATsegError
+
+    inputs = {path.resolve() for case, label in pairs for path in (case.path, label)}
+    for output in outputs:
+        if output and Path(output).expanduser().resolve() in inputs:
+            raise BATsegError(f"output {output} is one of the validation files; write it elsewhere")
 
 
 def _raw_prediction(predictor, image):

@@ -15,10 +15,22 @@ Every output path is checked before any work starts (an existing file is replace
 are removed, so a case has either all its outputs or none. Postprocessing (`batseg.postprocess`)
 runs on the input grid, so volumes are the patient's; `--no-postprocess` skips hole filling and
 small-lesion removal, while one-type-per-lesion stays a separate switch.
+
+The outputs of a case are one consistent set: with `overwrite`, an optional output of an
+earlier run that this run does not write (CASE.probabilities.nii.gz without
+--save-probabilities) is removed with the new set's writing; without it, such a file is refused
+like any existing output. No output may be an input or an output of another case (a.nii.gz's
+probability map is the label map of an input a.probabilities.nii.gz), nor have a hidden name:
+the run is refused before any work.
+
+In a folder of inputs, one failing case (a bad image, memory exhausted, a file-system error,
+even an unexpected error) never stops the others: `segment_cases` reports it in one line and
+goes on; the command then exits with status 2 after a summary line.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +43,7 @@ from batseg import acquisition
 from batseg.atomic_files import check_can_write, write_all_or_nothing
 from batseg.errors import BATsegError
 from batseg.field_of_view import geometry_warnings
+from batseg.inference.backends import is_out_of_memory
 from batseg.inference.memory import peak_resident_bytes
 from batseg.inference.predictor import Predictor
 from batseg.io import Case, image_suffix, image_writer, read_image, vector_image
@@ -40,6 +53,8 @@ from batseg.progress import Progress
 from batseg.report import lesion_report, report_files
 
 LABEL_SUFFIX = ".nii.gz"
+# Outputs written only on request, by kind: each belongs to its case's set even when not asked for.
+OPTIONAL_SUFFIXES = {"probabilities": ".probabilities.nii.gz", "field": ".field.nii.gz"}
 
 
 @dataclass(frozen=True)
@@ -55,32 +70,96 @@ class PredictOptions:
     overwrite: bool = False
 
 
-def output_paths(name: str, out_dir: Path, options: PredictOptions) -> dict[str, Path]:
-    """The files a case will write, by kind."""
+def output_paths(name: str, out_dir: Path, options: PredictOptions, every_kind: bool = False) -> dict[str, Path]:
+    """The files a case will write, by kind; with `every_kind`, also the optional ones not asked for."""
     paths = {
         "labels": out_dir / f"{name}{LABEL_SUFFIX}",
         "report_json": out_dir / f"{name}.report.json",
         "report_csv": out_dir / f"{name}.report.csv",
     }
-    if options.save_probabilities:
-        paths["probabilities"] = out_dir / f"{name}.probabilities.nii.gz"
-    if options.save_field:
-        paths["field"] = out_dir / f"{name}.field.nii.gz"
+    wanted = {"probabilities": options.save_probabilities, "field": options.save_field}
+    for kind, suffix in OPTIONAL_SUFFIXES.items():
+        if wanted[kind] or every_kind:
+            paths[kind] = out_dir / f"{name}{suffix}"
     return paths
 
 
+def stale_outputs(name: str, out_dir: Path, options: PredictOptions) -> list[Path]:
+    """Existing outputs of an earlier run of case `name` that this run does not write anew."""
+    written = output_paths(name, out_dir, options)
+    every = output_paths(name, out_dir, options, every_kind=True)
+    return [path for kind, path in every.items() if kind not in written and os.path.lexists(path)]
+
+
 def check_outputs(cases: list[Case], out_dir: Path, options: PredictOptions) -> None:
-    """Refuse before any work when an output exists (without overwrite), is a folder, or is an input.
+    """Refuse before any work when an output is hidden, shared, an input, a folder, or exists.
 
     An input is never overwritten, even with `overwrite`: a label map written over the image it
-    came from would destroy the user's data.
+    came from would destroy the user's data. An output of an earlier run that this run would
+    leave beside its new outputs exists as far as `overwrite` is concerned (module docstring).
     """
-    inputs = {case.path.resolve() for case in cases if case.kind == "file"}
     for case in cases:
-        for path in output_paths(case.name, out_dir, options).values():
-            if path.resolve() in inputs:
+        _check_case_name(case)
+    _check_no_shared_names(cases, out_dir)
+    inputs = _input_files(cases)
+    for case in cases:
+        written = output_paths(case.name, out_dir, options)
+        for kind, path in output_paths(case.name, out_dir, options, every_kind=True).items():
+            if path.resolve() in inputs or _file_id(path) in inputs:
                 raise BATsegError(f"output {path} would replace an input image; choose another output folder")
-            check_can_write(path, options.overwrite)
+            if kind in written:
+                check_can_write(path, options.overwrite)
+            elif path.is_dir():
+                raise BATsegError(f"output {path} is a folder: move it away or choose another output folder")
+            elif os.path.lexists(path) and not options.overwrite:
+                raise BATsegError(
+                    f"output {path} exists from an earlier run and would not match this run's outputs; "
+                    "pass --overwrite (it is then removed) or choose another output folder"
+                )
+
+
+def _check_case_name(case: Case) -> None:
+    """A case name must give visible, non-empty file names (`-i .` once gave ".nii.gz")."""
+    if not case.name or case.name.startswith("."):
+        raise BATsegError(
+            f"input {case.path} gives the case name {case.name!r}, which would write hidden output files "
+            "(such as .nii.gz); rename it or give it by its own name"
+        )
+
+
+def _check_no_shared_names(cases: list[Case], out_dir: Path) -> None:
+    """Refuse two cases whose output sets share a file name (compared as on a case-insensitive disk).
+
+    Every kind is compared, asked for or not: case `a`'s probability map and the labels of case
+    `a.probabilities` are one file, and an --overwrite run would remove one as the other's stale output.
+    """
+    owners: dict[str, tuple[str, str]] = {}
+    for case in cases:
+        for kind, path in output_paths(case.name, out_dir, PredictOptions(), every_kind=True).items():
+            key = path.name.casefold()  # macOS and Windows disks do not tell A.nii.gz from a.nii.gz
+            other = owners.setdefault(key, (case.name, kind))
+            if other[0] != case.name:
+                raise BATsegError(
+                    f"inputs {other[0]} and {case.name} would both write {path.name} (the {other[1]} of one, the "
+                    f"{kind} of the other); rename one of them"
+                )
+
+
+def _input_files(cases: list[Case]) -> set[Path | tuple[int, int]]:
+    """Every input file, by resolved path and by (device, inode): the same file under any link or letter case."""
+    files = [case.path for case in cases if case.kind == "file"]
+    files += [Path(name) for case in cases for name in case.dicom_files]
+    identities = {identity for identity in map(_file_id, files) if identity is not None}
+    return identities | {path.resolve() for path in files}
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file; None when it does not exist or its file system has no inodes."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if stat.st_ino else None  # FAT on Windows reports inode 0 for all
 
 
 def tumour_box(labels: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
@@ -119,15 +198,18 @@ def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, opt
     return image
 
 
-def _write_all(outputs: dict[str, tuple[Any, Any]], overwrite: bool) -> None:
-    """Write every output of the case, all or nothing: a failure leaves earlier results intact."""
+def _write_all(outputs: dict[str, tuple[Any, Any]], overwrite: bool, stale: list[Path]) -> None:
+    """Write every output of the case, all or nothing: a failure leaves earlier results intact.
+
+    `stale` outputs of an earlier run are removed with the new set's writing (`overwrite` only).
+    """
     files: list[tuple] = []
     for kind, (path, payload) in outputs.items():
         if kind == "report":
             files += report_files(payload, *path)
         else:
             files.append((path, image_writer(payload), image_suffix(path)))
-    write_all_or_nothing(files, overwrite)
+    write_all_or_nothing(files, overwrite, obsolete=stale)
 
 
 def segment_case(
@@ -180,7 +262,7 @@ def segment_case(
     if before_write is not None:
         before_write()
     with stage("write"):
-        _write_all(outputs, options.overwrite)
+        _write_all(outputs, options.overwrite, stale_outputs(case.name, out_dir, options))
     timings["total"] = time.perf_counter() - start
     return {
         "case": case.name,
@@ -193,6 +275,59 @@ def segment_case(
         "warnings": warnings,
         "details": prediction.details,
     }
+
+
+def segment_cases(
+    predictor: Predictor,
+    cases: list[Case],
+    out_dir: Path,
+    options: PredictOptions,
+    progress: Progress,
+    on_result: Callable[[dict[str, Any]], None],
+    before_write: Callable[[], None] | None = None,
+) -> list[str]:
+    """`segment_case` for every case, `on_result` for each success; returns the failed case names.
+
+    A single case's error is raised (as a BATsegError where it is the user's or the machine's,
+    unchanged where it is a bug). In a batch each failure is one error line naming the case and
+    the next case runs: a bad image, exhausted memory or a bug in one case says nothing about
+    the others. KeyboardInterrupt (Ctrl-C, SIGTERM) is no failure and stops the batch.
+    """
+    failed = []
+    for case in cases:
+        try:
+            result = segment_case(predictor, case, out_dir, options, progress, before_write=before_write)
+        except Exception as exc:
+            error = case_error(exc, case.name)
+            if len(cases) == 1:
+                if error is None:
+                    raise
+                raise error from None
+            if error is None:  # a bug, yet one line too: it says nothing about the other cases
+                error = BATsegError(f"unexpected {type(exc).__name__}: {exc} (a bug in batseg; please report it)")
+            progress.error(f"{case.name}: {error}", case=case.name)
+            failed.append(case.name)
+            continue
+        on_result(result)
+    return failed
+
+
+def case_error(exc: Exception, name: str) -> BATsegError | None:
+    """The one-line error of case `name`'s failure; None for an unexpected error (a bug)."""
+    if isinstance(exc, BATsegError):
+        return exc
+    if isinstance(exc, MemoryError) or is_out_of_memory(exc):
+        # The memory check before reading is an estimate: an allocation can still fail.
+        return BATsegError(
+            f"not enough memory to segment {name}; crop the image to the spine, close other programs "
+            "or use a larger machine"
+        )
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return BATsegError(
+            f"cannot access{where}: {exc.strerror or exc}; check the path, its permissions and the free disk space"
+        )
+    return None
 
 
 class _TimedStage:

@@ -12,6 +12,10 @@ Decisions:
   "meningioma"), since exports from other tools name them differently; values must match
   exactly, because a model trained on other values would mislabel every tumour.
 - One image channel (T1 Gd), as BATseg is single-contrast.
+- Each label must lie on its image's voxel grid (size and spacing, compared in patient axis
+  order so that a label stored in another orientation is not refused). Checked here from the
+  headers, naming the case: nnU-Net's own check only says "check text output above", and that
+  text is hidden with --progress quiet or json.
 - The dataset ID is stable: a folder already imported from the same source with the same
   files (names, sizes, modification times) is reused, so its preprocessed data and training
   checkpoints are found again (`--resume`). Changed data gets a new ID and is preprocessed
@@ -160,7 +164,52 @@ def read_raw_dataset(folder: str | os.PathLike[str]) -> RawDataset:
             f"with labelsTr/CASE{dataset_json['file_ending']})"
         )
     _check_complete(cases)
+    for case in cases:
+        check_label_grid(case)
     return RawDataset(folder, dataset_json, cases)
+
+
+def check_label_grid(case: Case) -> None:
+    """BATsegError naming the case when its label's size or spacing is not its image's.
+
+    Compared as nnU-Net compares them (size exactly, spacing with numpy's default tolerance),
+    from the headers only, each in patient (LPS) axis order.
+    """
+    import numpy as np
+
+    image, label = _grid(case.image), _grid(case.label)
+    for what, index in (("size", 0), ("spacing", 1)):
+        if len(image[index]) != len(label[index]) or not np.allclose(image[index], label[index]):
+            raise BATsegError(
+                f"case {case.identifier}: image {case.image.name} and label {case.label.name} differ in {what} "
+                f"({_values(image[index])} vs {_values(label[index])}); draw or resample the label on the image's grid"
+            )
+
+
+def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(size, spacing) of an image from its header, in patient axis order where it is 3-D."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise BATsegError(f"cannot read the image header of {path}; is it a valid image file?") from None
+    size, spacing = tuple(float(n) for n in reader.GetSize()), reader.GetSpacing()
+    if len(size) != 3:
+        return size, spacing
+    # Column i of the direction matrix is voxel axis i in LPS; its largest entry names the patient axis.
+    axes = np.abs(np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)).argmax(axis=0)
+    if len(set(axes.tolist())) != 3:
+        return size, spacing  # a degenerate direction: leave it to nnU-Net
+    order = np.argsort(axes)
+    return tuple(size[i] for i in order), tuple(spacing[i] for i in order)
+
+
+def _values(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 def orientation_code(path: Path) -> str:

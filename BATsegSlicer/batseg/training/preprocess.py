@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,12 +27,22 @@ from batseg.training.plans import CONFIGURATION, BATsegPlanner, plans_identifier
 RECORD = "batseg_preprocessed.json"
 
 
+# nnU-Net's integrity check points at lines it printed, which --progress quiet sends to a log
+# file and its worker processes print elsewhere: the message says instead what to look for.
+_SEE_ABOVE = re.compile(r"\s*Please check text output above[^.]*\.")
+_SEE_ABOVE_HINT = (
+    " (look for label values other than 0-4, NaN voxel values in an image, or a label not on its image's grid)"
+)
+
+
 def _nnunet_call(what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
     """Run an nnU-Net step; its assertion / runtime errors become one-line BATsegErrors."""
     try:
         return function(*args, **kwargs)
     except (AssertionError, RuntimeError, FileNotFoundError, ValueError, KeyError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
+        if _SEE_ABOVE.search(text):
+            text = _SEE_ABOVE.sub("", text).rstrip(". ") + _SEE_ABOVE_HINT
         raise BATsegError(f"nnU-Net could not {what}: {text[:400]}") from None
 
 
