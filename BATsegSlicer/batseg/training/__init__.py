@@ -9,6 +9,7 @@ The real `nnunetv2` package does the work; this package subclasses and drives it
 - `options`: the run options, carried inside the plans so DDP child processes see them;
 - `trainer`: `nnUNetTrainerBATseg`, nnU-Net's trainer with the field head and boundary loss;
 - `ddp`: multi-GPU training through nnU-Net's own DDP helpers;
+- `initial_weights`: a run starting from a model file's weights (one rule for both paths);
 - `run`: the driver behind `batseg train`;
 - `package`: an nnU-Net results folder -> a `.batseg` model file;
 - `finetune`: fine-tuning a model file on new cases with replay of the original data.

@@ -32,15 +32,14 @@ def _worker(
     from nnunetv2.run.run_training import cleanup_ddp, maybe_load_checkpoint, setup_ddp
     from torch import distributed as dist
 
-    from batseg.training.finetune import load_initial_weights
+    from batseg.training.initial_weights import start_from
     from batseg.training.trainer import nnUNetTrainerBATseg
 
     setup_ddp(rank, world_size)
     torch.cuda.set_device(torch.device("cuda", dist.get_rank()))
     trainer = nnUNetTrainerBATseg(plans, configuration, fold, dataset_json, device=torch.device("cuda"))
     maybe_load_checkpoint(trainer, resume, False, None)
-    if initial_weights and not resume:
-        load_initial_weights(trainer, initial_weights)
+    start_from(trainer, initial_weights)  # the same rule as run.train_fold's
     torch.backends.cudnn.deterministic = False
     torch.backends.cudnn.benchmark = True
     trainer.run_training()

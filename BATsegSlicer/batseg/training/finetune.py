@@ -15,7 +15,7 @@ Decisions (continual learning without catastrophic forgetting, Lemay et al.'s op
   `--no-replay` asks for that on purpose (e.g. to continue a model on its own training data
   after that data was regenerated), without looking for the original data.
 - The parent's plans are reused unchanged (spacing, normalisation, network, patch), and its
-  weights initialise every layer, field head included (`load_initial_weights`, strict).
+  weights initialise every layer, field head included (`initial_weights.start_from`, strict).
 - Lower learning rate: 1e-3 (a tenth of nnU-Net's 1e-2) and 50 epochs by default, still with
   nnU-Net's poly schedule and SGD; fold "all" (every merged case trains).
 - The parent's tuned postprocessing (minimum lesion volume) is inherited, marked as such:
@@ -37,21 +37,6 @@ from batseg.progress import Progress
 
 FINETUNE_LR = 1e-3
 FINETUNE_EPOCHS = 50
-
-
-def load_initial_weights(trainer: Any, model_path: str | Path) -> None:
-    """Load a model file's weights into a trainer's network (strict: every tensor must fit)."""
-    from batseg.model_file import load_model
-    from batseg.training.trainer import unwrap
-
-    if not trainer.was_initialized:
-        trainer.initialize()
-    source = load_model(model_path).network.state_dict()
-    try:
-        unwrap(trainer.network).load_state_dict(source, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise BATsegError(f"{Path(model_path).name}: its weights do not fit the network being trained ({first})") from None
 
 
 def bump_version(version: str) -> str:

@@ -194,13 +194,12 @@ def train_fold(
         return fold_dir
     from nnunetv2.run.run_training import maybe_load_checkpoint
 
-    from batseg.training.finetune import load_initial_weights
+    from batseg.training.initial_weights import start_from
     from batseg.training.trainer import nnUNetTrainerBATseg
 
     trainer = nnUNetTrainerBATseg(plans, CONFIGURATION, _nnunet_fold(fold), dataset_json, device=device)
     maybe_load_checkpoint(trainer, resume, False, None)
-    if initial_weights and trainer.current_epoch == 0:
-        load_initial_weights(trainer, initial_weights)
+    start_from(trainer, initial_weights)
     trainer.run_training()
     if final_validation:
         with trainer.progress.stage(f"validate fold {fold}"):
