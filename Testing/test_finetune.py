@@ -66,3 +66,40 @@ def test_both_training_paths_use_the_same_rule(module: str, function: str) -> No
     assert "start_from" in calls and "load_initial_weights" not in calls
     source = ast.unparse(body)
     assert "initial_weights and" not in source and "current_epoch" not in source  # no rule of its own
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "BATsegSlicer" / "Resources" / "Models" / "batseg-light-phantoms-0.6.0.batseg"
+
+
+def shipped_manifest() -> dict:
+    from batseg.model_file import read_manifest
+
+    return read_manifest(SHIPPED)
+
+
+def test_packaging_keeps_the_parent_and_its_inherited_postprocessing(tmp_path: Path) -> None:
+    """What finetune() puts in the run record reaches the model file's manifest (schema-valid)."""
+    import json
+
+    from batseg.manifest_schema import validate_manifest
+    from batseg.postprocess_settings import recommended_min_volume
+    from batseg.training.finetune import inherited_postprocessing
+    from batseg.training.package import build_manifest
+
+    parent = shipped_manifest()
+    inherited = inherited_postprocessing(parent)
+    record = {"data": {"sources": ["/x"], "description": "phantoms", "num_cases": 3}, "options": {},
+              "device": {"type": "cpu", "threads": 2}, "parent": {"name": "p", "version": "0.6.0"},
+              "postprocessing": inherited}
+    (tmp_path / "batseg_training.json").write_text(json.dumps(record))
+    checkpoint = {"current_epoch": 2, "trainer_name": "nnUNetTrainerBATseg", "logging": {
+        "epoch_start_timestamps": [0.0, 10.0, 30.0], "epoch_end_timestamps": [9.0, 21.0, 40.0],
+        "train_losses": [1.0, 0.5]}}
+    plans = parent["nnunet"]["plans"]
+    manifest = build_manifest(tmp_path, "all", plans, parent["nnunet"]["dataset_json"], checkpoint, "child", "0.7.0")
+    assert manifest["postprocessing"] == inherited and recommended_min_volume(manifest) == 500.0
+    assert manifest["postprocessing"]["chosen_on"].startswith("inherited from the parent batseg-light-phantoms 0.6.0")
+    assert manifest["parent"] == record["parent"]
+    assert manifest["training"]["median_seconds_per_epoch"] == 10.0 and manifest["training"]["epochs_timed"] == 3
+    assert manifest["training"]["device"] == {"type": "cpu", "threads": 2}
+    validate_manifest({**manifest, "weights_sha256": "0" * 64}, "child.batseg")

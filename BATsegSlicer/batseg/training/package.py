@@ -26,6 +26,7 @@ from typing import Any
 
 from batseg.errors import BATsegError
 from batseg.labels import NUM_CLASSES, TUMOUR_CLASSES
+from batseg.postprocess_settings import POSTPROCESSING_KEY
 from batseg.training.options import PLANS_KEY, TrainingOptions
 from batseg.training.plans import CONFIGURATION, UNET_CLASS
 
@@ -112,12 +113,24 @@ def _training_log(checkpoint: dict[str, Any]) -> dict[str, Any]:
         return float(values[-1]) if values else None
 
     return {
+        **_timing(logged),
         "final_train_loss": last("train_losses"),
         "final_train_boundary_loss": last("train_boundary_losses"),
         "final_val_loss": last("val_losses"),
         "final_pseudo_dice": last("mean_fg_dice"),
         "final_ema_pseudo_dice": last("ema_fg_dice"),
     }
+
+
+def _timing(logged: dict[str, Any]) -> dict[str, Any]:
+    """Median seconds per epoch of the run (what `budget.expected_seconds` scales from)."""
+    import statistics
+
+    starts, ends = logged.get("epoch_start_timestamps") or [], logged.get("epoch_end_timestamps") or []
+    durations = [float(e) - float(s) for s, e in zip(starts, ends) if float(e) > float(s)]
+    if not durations:
+        return {}
+    return {"median_seconds_per_epoch": round(statistics.median(durations), 3), "epochs_timed": len(durations)}
 
 
 def disclaimer(description: str) -> str:
@@ -224,8 +237,13 @@ def build_manifest(
         },
         "disclaimer": disclaimer(str(data.get("description", ""))),
     }
-    if "parent" in record:
-        manifest["parent"] = record["parent"]
+    if record.get("device"):
+        manifest["training"]["device"] = record["device"]
+    # A fine-tuned model keeps its parent's tuned postprocessing (finetune.inherited_postprocessing),
+    # marked as inherited; without it the model would fall back to the default minimum volume.
+    for key in ("parent", POSTPROCESSING_KEY):
+        if record.get(key):
+            manifest[key] = record[key]
     return manifest
 
 

@@ -207,8 +207,12 @@ def train_fold(
     return fold_dir
 
 
-def write_run_record(folder: Path, prepared: PreparedData, options: TrainingOptions, extra: dict[str, Any]) -> None:
-    """What `batseg package` needs beyond nnU-Net's files: data summary, command, options."""
+def write_run_record(
+    folder: Path, prepared: PreparedData, options: TrainingOptions, extra: dict[str, Any],
+    device: dict[str, Any] | None = None,
+) -> None:
+    """What `batseg package` needs beyond nnU-Net's files: data summary, command, options, device;
+    and for a fine-tuning its parent and inherited postprocessing (`extra`)."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {
         "data": {
@@ -220,9 +224,19 @@ def write_run_record(folder: Path, prepared: PreparedData, options: TrainingOpti
             "orientation": prepared.orientation,
         },
         "options": options.to_dict(),
+        **({"device": device} if device else {}),
         **extra,
     }
     (folder / RUN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def device_description(device: Any, num_gpus: int = 1) -> dict[str, Any]:
+    """The training device as the manifest records it (what a run's timing was measured on)."""
+    import torch
+
+    if device.type == "cuda":
+        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "gpus": int(num_gpus)}
+    return {"type": "cpu", "threads": torch.get_num_threads()}
 
 
 def fold_output(output: Path, fold: str, folds: list[str]) -> Path:
@@ -244,7 +258,8 @@ def train_prepared(
         write_fold_splits(prepared, progress)
     device = resolve_device(request.device, request.num_gpus)
     plans, dataset_json = trainer_plans(prepared, options, request.resume)
-    write_run_record(results_folder(plans), prepared, options, request.extra_manifest)
+    write_run_record(results_folder(plans), prepared, options, request.extra_manifest,
+                     device_description(device, request.num_gpus))
     outputs = []
     for fold in folds:
         progress.log(f"training fold {fold} on {device.type} ({options.epochs} epochs x {options.iterations_per_epoch} iterations)")
