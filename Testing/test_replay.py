@@ -1,13 +1,19 @@
-"""Fine-tuning's replay data: phantoms regenerated from the parent's recorded seed; inherited postprocessing."""
+"""Fine-tuning's replay data: the lineage's original data over several rounds, phantoms regenerated
+from the original seed; inherited postprocessing."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from batseg.progress import Progress
-from batseg.training.finetune import inherited_postprocessing
-from batseg.training.replay import phantom_recipe, replay_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from training_data import make_dataset  # noqa: E402
+
+from batseg.progress import Progress  # noqa: E402
+from batseg.training.finetune import inherited_postprocessing  # noqa: E402
+from batseg.training.replay import phantom_recipe, replay_dataset  # noqa: E402
 
 
 def phantom_parent(seed: int = 5, n: int = 2) -> dict:
@@ -68,3 +74,84 @@ def test_the_parents_tuned_minimum_volume_is_inherited_and_marked() -> None:
     assert child["chosen_on"].startswith("inherited from the parent m 1.0.0 (chosen on 20 cases)")
     assert "tune-postprocess" in child["chosen_on"]
     assert inherited_postprocessing(phantom_parent()) is None
+
+
+# ------------------------------------------------------------------ lineage over several rounds (issue 16, item 1)
+
+def child_of(parent: dict, new_folder: Path, new_cases: int, version: str, **extra) -> dict:
+    """The manifest fields fine-tuning writes for a child of `parent` (its merged data's dataset.json
+    no longer carries a generator record; sources are what that round trained on)."""
+    from batseg.training.replay import child_lineage
+
+    lineage = child_lineage(parent, new_folder, new_cases, f"m {version}", **extra)
+    return {
+        "name": "m", "version": version,
+        "training": {"data": {"sources": [str(new_folder), "/work/replay/whatever"], "num_cases": 99, **lineage}},
+        "nnunet": {"dataset_json": {"numTraining": 99}},
+        "parent": {"name": "m", "version": parent["version"], "new_cases": new_cases, "replay_cases": 12},
+    }
+
+
+def test_the_lineage_keeps_the_original_data_whatever_the_number_of_rounds(tmp_path: Path) -> None:
+    from batseg.training.replay import earlier_rounds, original_data
+
+    root = phantom_parent(seed=5, n=12)
+    child = child_of(root, tmp_path / "round1", 3, "1.1.0")
+    grandchild = child_of(child, tmp_path / "round2", 4, "1.2.0")
+    great = child_of(grandchild, tmp_path / "round3", 1, "1.3.0")
+    for model in (root, child, grandchild, great):
+        assert phantom_recipe(model)["seed"] == 5 and phantom_recipe(model)["num_cases"] == 12
+        assert original_data(model)["sources"] == ["/machine/that/trained/it/Dataset501"]
+    assert [(r["model"], r["num_cases"]) for r in earlier_rounds(great)] == [
+        ("m 1.1.0", 3), ("m 1.2.0", 4), ("m 1.3.0", 1)]
+    assert earlier_rounds(root) == []
+
+
+def test_a_grandchild_replays_the_original_cases_not_the_last_rounds(tmp_path: Path) -> None:
+    from batseg.training.replay import earlier_round_datasets
+
+    original = make_dataset(tmp_path / "original", n_cases=4)
+    round1 = make_dataset(tmp_path / "round1", n_cases=2, prefix="new")
+    round2 = make_dataset(tmp_path / "round2", n_cases=1, prefix="newer")
+    root = {"name": "m", "version": "1.0.0", "training": {"data": {"sources": [str(original)], "num_cases": 4}}}
+    child = child_of(root, round1, 2, "1.1.0")
+    progress, said = logging_progress()
+    assert replay_dataset(child, None, tmp_path, progress).folder == original
+    assert [d.folder for d in earlier_round_datasets(child, round2, progress)] == [round1]
+    assert "replaying the new cases of m 1.1.0" in said[-1]
+    # The same folder as this round's (an export folder that grew): its cases are the new ones.
+    assert earlier_round_datasets(child, round1, progress) == []
+    assert earlier_round_datasets(child, round2, progress, replay=False) == []
+    gone = child_of(root, tmp_path / "deleted", 2, "1.1.0")
+    assert earlier_round_datasets(gone, round2, progress) == [] and "not on this machine" in said[-1]
+
+
+def test_a_given_replay_folder_becomes_the_lineages_original(tmp_path: Path) -> None:
+    from batseg.training.replay import original_data
+
+    child = child_of(phantom_parent(seed=5, n=12), tmp_path / "round1", 3, "1.1.0",
+                     replay_dir=tmp_path / "copy", replay_cases=12)
+    assert original_data(child)["sources"][0] == str(tmp_path / "copy")
+    assert phantom_recipe(child)["seed"] == 5  # the fallback is kept
+
+
+def test_children_written_before_the_lineage_record_are_read_as_written() -> None:
+    """Before issue 16 a child's sources were [new, replayed] and its dataset.json the new cases'."""
+    from batseg.training.replay import earlier_rounds, original_data
+
+    legacy = {
+        "name": "m", "version": "1.1.0",
+        "training": {"data": {"sources": ["/new/cases", "/replayed/original"], "num_cases": 18}},
+        "nnunet": {"dataset_json": {"numTraining": 18, "batseg": {"generator": "batseg.phantoms", "seed": 9}}},
+        "parent": {"name": "m", "version": "1.0.0", "new_cases": 3, "replay_cases": 12},
+    }
+    assert original_data(legacy) == {"sources": ["/replayed/original"], "num_cases": 12}
+    assert phantom_recipe(legacy) is None  # seed 9 and 18 cases were the new data's, not the original's
+    assert earlier_rounds(legacy) == [{"model": "m 1.1.0", "sources": ["/new/cases"], "num_cases": 3}]
+    # A child that replayed nothing (e.g. the shipped 0.6.0, continued on its own regenerated data)
+    # trained on its sources: they are its original data.
+    own = {**legacy, "parent": {"name": "m", "version": "1.0.0", "new_cases": 240, "replay_cases": 0},
+           "training": {"data": {"sources": ["/its/data"], "num_cases": 240}},
+           "nnunet": {"dataset_json": {"numTraining": 240, "batseg": {"generator": "batseg.phantoms", "seed": 2026}}}}
+    assert original_data(own)["sources"] == ["/its/data"] and phantom_recipe(own)["seed"] == 2026
+    assert earlier_rounds(own) == []

@@ -13,8 +13,14 @@ from pathlib import Path
 
 DEFAULT_EPOCHS = 1000
 DEFAULT_LR = 1e-2
-# Options whose default depends on the mode (training vs fine-tuning): None means "not given".
-MODE_DEPENDENT = ("loss", "variant", "truncation", "epochs", "lr")
+DEFAULT_ITERATIONS, DEFAULT_VAL_ITERATIONS, DEFAULT_OVERSAMPLING = 250, 50, 0.33
+# Options whose default depends on the mode (training vs fine-tuning, where the parent's head
+# and training budget are kept): None means "not given". Argument name -> TrainingOptions field.
+MODE_DEPENDENT = {
+    "loss": "loss", "variant": "variant", "truncation": "truncation", "epochs": "epochs", "lr": "lr",
+    "iterations_per_epoch": "iterations_per_epoch", "val_iterations": "val_iterations",
+    "foreground_oversampling": "foreground_oversampling", "batch_size": "batch_size", "patch": "patch_size",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,13 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="0-4: one fold of the 5-fold CV stratified by tumour type; all: train on every case "
                         "(default); cv: all five folds, one model file each")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {DEFAULT_EPOCHS}; fine-tuning 50)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=250, help="training iterations per epoch (250)")
-    parser.add_argument("--val-iterations", type=int, default=50, help="validation iterations per epoch (50)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the plan's, 2)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=None,
+                        help=f"training iterations per epoch ({DEFAULT_ITERATIONS}; fine-tuning: the model's)")
+    parser.add_argument("--val-iterations", type=int, default=None,
+                        help=f"validation iterations per epoch ({DEFAULT_VAL_ITERATIONS}; fine-tuning: the model's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch size (default: the plan's, 2; fine-tuning: the model's)")
     parser.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
-                        help="training patch, slice axis first (default: light 16 160 160, paper 12 384 384)")
-    parser.add_argument("--foreground-oversampling", type=float, default=0.33,
-                        help="share of each batch centred on tumour (nnU-Net's 0.33; raise it for short CPU runs)")
+                        help="training patch, slice axis first (default: light 16 160 160, paper 12 384 384; "
+                        "fine-tuning: the model's)")
+    parser.add_argument("--foreground-oversampling", type=float, default=None,
+                        help=f"share of each batch centred on tumour (nnU-Net's {DEFAULT_OVERSAMPLING}; raise it for short "
+                        "CPU runs; fine-tuning: the model's)")
     parser.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=None,
                         help="soft Dice over the whole batch (--batch-dice) or per sample (--no-batch-dice); "
                              "default: nnU-Net's plan (per sample for sagittal spine volumes)")
@@ -75,12 +86,13 @@ def options_from_args(args: argparse.Namespace):
         variant=args.variant or "classwise",
         truncation=args.truncation if args.truncation is not None else 1.0,
         epochs=args.epochs if args.epochs is not None else DEFAULT_EPOCHS,
-        iterations_per_epoch=args.iterations_per_epoch,
-        val_iterations=args.val_iterations,
+        iterations_per_epoch=args.iterations_per_epoch if args.iterations_per_epoch is not None else DEFAULT_ITERATIONS,
+        val_iterations=args.val_iterations if args.val_iterations is not None else DEFAULT_VAL_ITERATIONS,
         batch_size=args.batch_size,
         patch_size=list(args.patch) if args.patch else None,
         lr=args.lr if args.lr is not None else DEFAULT_LR,
-        foreground_oversampling=args.foreground_oversampling,
+        foreground_oversampling=(
+            args.foreground_oversampling if args.foreground_oversampling is not None else DEFAULT_OVERSAMPLING),
         batch_dice=args.batch_dice,
         seed=args.seed,
         save_every=args.save_every,
@@ -88,6 +100,11 @@ def options_from_args(args: argparse.Namespace):
         progress=args.progress,
         command=["batseg"] + sys.argv[1:],
     )
+
+
+def explicit_options(args: argparse.Namespace) -> set[str]:
+    """The TrainingOptions fields given on the command line among those fine-tuning takes from the parent."""
+    return {field for arg, field in MODE_DEPENDENT.items() if getattr(args, arg) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.finetune_from is not None:
         from batseg.training.finetune import finetune
 
-        explicit = {k for k in MODE_DEPENDENT if getattr(args, k) is not None}
+        explicit = explicit_options(args)
         if args.no_replay and args.replay_data is not None:
             from batseg.errors import BATsegError
 

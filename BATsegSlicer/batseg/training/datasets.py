@@ -24,9 +24,10 @@ Decisions:
   another orientation than the others (or than the model being fine-tuned) are written as
   reoriented copies (a permutation / flip of voxel axes, `SimpleITK.DICOMOrient`; no
   interpolation) instead of links.
-- Fine-tuning merges datasets: cases keep their names with a source prefix, and the new
-  cases are repeated (symlinks under new names) so that they make up about `new_share` of
-  the merged set: a few corrected cases among hundreds would otherwise hardly ever be drawn.
+- Fine-tuning merges datasets: cases keep their names with a source prefix, each case once
+  (so it is preprocessed once), and the new cases are drawn more often than the replayed ones
+  (`MergedDataset.repeats`, applied by the trainer) so that they make up about `new_share` of
+  the draws: a few corrected cases among hundreds would otherwise hardly ever be drawn.
 """
 
 from __future__ import annotations
@@ -321,22 +322,47 @@ def import_dataset(dataset: RawDataset, raw_root: Path, name: str | None = None,
     return _import(raw_root, name or dataset.folder.name, cases, dataset.dataset_json, record)
 
 
+@dataclass
+class MergedDataset:
+    """An imported fine-tuning dataset (each case once) and how often its new cases are drawn."""
+
+    name: str
+    repeats: dict[str, int]  # identifier -> draws relative to a replayed case (new cases only)
+    new_cases: int
+    replayed_cases: int
+
+
+def new_case_repeats(new_cases: int, replayed_cases: int, new_share: float = DEFAULT_NEW_SHARE) -> int:
+    """How often each new case is drawn relative to a replayed one: n_new * r / (n_new * r + n_old) ~ new_share."""
+    if not replayed_cases:
+        return 1
+    return max(1, math.ceil(new_share * replayed_cases / ((1 - new_share) * new_cases)))
+
+
 def merge_for_finetuning(
-    new: RawDataset, replay: RawDataset | None, raw_root: Path, name: str, new_share: float = DEFAULT_NEW_SHARE,
-    orientation: str | None = None,
-) -> str:
-    """One dataset of the new cases (repeated to about `new_share`) plus the replayed cases,
-    all in `orientation` (the model's training orientation, see `import_dataset`)."""
+    new: RawDataset, replayed: list[tuple[str, RawDataset]], raw_root: Path, name: str,
+    new_share: float = DEFAULT_NEW_SHARE, orientation: str | None = None,
+) -> MergedDataset:
+    """One dataset of the new cases plus the replayed ones (each named `PREFIX_CASE`), all in
+    `orientation` (the model's training orientation, see `import_dataset`).
+
+    Each case is in it once, so nnU-Net preprocesses each case once; the new cases' weight in
+    training is given by `repeats`, which the trainer applies when it draws cases
+    (`trainer.repeated_identifiers`), so that they make up about `new_share` of the draws."""
     cases = [(f"new_{c.identifier}", c) for c in new.cases]
-    if replay is not None:
-        old = [(f"old_{c.identifier}", c) for c in replay.cases]
-        # Repeat the new cases so that n_new * r / (n_new * r + n_old) ~ new_share.
-        repeats = max(1, math.ceil(new_share * len(old) / ((1 - new_share) * len(new.cases))))
-        cases = [(f"{k}_r{r}" if r else k, c) for r in range(repeats) for k, c in cases] + old
+    for prefix, dataset in replayed:
+        cases += [(f"{prefix}_{c.identifier}", c) for c in dataset.cases]
+    n_old = len(cases) - len(new.cases)
+    repeats = new_case_repeats(len(new.cases), n_old, new_share)
     record = {
-        "sources": [str(new.folder)] + ([str(replay.folder)] if replay else []),
-        "files": _fingerprint(new.cases) + (_fingerprint(replay.cases) if replay else []),
-        "new_share": new_share,
+        "sources": [str(new.folder)] + [str(dataset.folder) for _, dataset in replayed],
+        "files": _fingerprint(new.cases) + [f for _, dataset in replayed for f in _fingerprint(dataset.cases)],
+        "prefixes": ["new"] + [prefix for prefix, _ in replayed],
+        "layout": "each case once",  # not the copies per repeat of batseg 0.6 and before
         "orientation": orientation,
     }
-    return _import(raw_root, name, cases, new.dataset_json, record)
+    # The new data's generator record does not describe the merged set (replay reads the lineage instead).
+    dataset_json = {k: v for k, v in new.dataset_json.items() if k != "batseg"}
+    dataset_name = _import(raw_root, name, cases, dataset_json, record)
+    weights = {identifier: repeats for identifier, _ in cases[: len(new.cases)]} if repeats > 1 else {}
+    return MergedDataset(dataset_name, weights, len(new.cases), n_old)

@@ -18,6 +18,9 @@ Decisions (continual learning without catastrophic forgetting, Lemay et al.'s op
   weights initialise every layer, field head included (`initial_weights.start_from`, strict).
 - Lower learning rate: 1e-3 (a tenth of nnU-Net's 1e-2) and 50 epochs by default, still with
   nnU-Net's poly schedule and SGD; fold "all" (every merged case trains).
+- The parent's training budget: its iterations per epoch, validation iterations, batch, patch
+  and foreground oversampling, unless given (`budget.py`, which also estimates the duration,
+  logged before training starts).
 - The parent's tuned postprocessing (minimum lesion volume) is inherited, marked as such:
   the closest choice until `batseg tune-postprocess` is rerun on validation cases.
 - The boundary loss, field variant and truncation are the parent's (the head must keep its
@@ -35,9 +38,6 @@ from batseg.errors import BATsegError
 from batseg.postprocess_settings import POSTPROCESSING_KEY
 from batseg.progress import Progress
 
-FINETUNE_LR = 1e-3
-FINETUNE_EPOCHS = 50
-
 
 def bump_version(version: str) -> str:
     """'1.2.0' -> '1.3.0'; a version without numbers gets '.1' appended."""
@@ -48,6 +48,10 @@ def bump_version(version: str) -> str:
 
 
 def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[str]) -> Any:
+    """The run's options: the parent's head and training budget (`budget.parent_budget`), with
+    fine-tuning's epochs and learning rate, each unless given on the command line (`explicit`)."""
+    from batseg.training.budget import FINETUNE_EPOCHS, FINETUNE_LR, parent_budget
+
     head = manifest["architecture"]["field_head"]
     parent = {
         "loss": head["loss"] if head else "none",
@@ -60,6 +64,7 @@ def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[s
                 f"--{key} {getattr(options, key)} differs from the model's ({value}); fine-tuning keeps the model's head"
             )
     changes: dict[str, Any] = dict(parent, topology=manifest["architecture"]["topology"])
+    changes.update({k: v for k, v in parent_budget(manifest).items() if k not in explicit})
     if "lr" not in explicit:
         changes["lr"] = FINETUNE_LR
     if "epochs" not in explicit:
@@ -86,7 +91,7 @@ def finetune(
     False, e.g. to continue a model on its own, updated training data); returns the new model file."""
     from batseg.model_file import check_classes, sha256_file, verify
     from batseg.training.datasets import merge_for_finetuning, read_raw_dataset
-    from batseg.training.replay import replay_dataset
+    from batseg.training.replay import child_lineage, earlier_round_datasets, replay_dataset
     from batseg.training.run import check_output, prepare_data, train_prepared
     from batseg.training.workdir import activate
 
@@ -101,29 +106,61 @@ def finetune(
     request.options = _options_from_parent(manifest, request.options, explicit)
     workdir = activate(request.workdir)
     new = read_raw_dataset(request.data)
-    replayed = replay_dataset(manifest, Path(replay_dir) if replay_dir else None, workdir.root, progress, replay)
+    replay_dir = Path(replay_dir).expanduser().resolve() if replay_dir else None
+    log_budget(manifest, request, progress, len(new.cases), replay, replay_dir)
+    original = replay_dataset(manifest, replay_dir, workdir.root, progress, replay)
+    earlier = earlier_round_datasets(manifest, new.folder, progress, replay,
+                                     exclude=(original.folder,) if original else ())
+    replayed = ([("old", original)] if original else []) + [(f"r{i + 1}", d) for i, d in enumerate(earlier)]
     orientation = manifest["input"].get("orientation", {})
     code = orientation.get("code") if isinstance(orientation, dict) else orientation
-    merged_name = merge_for_finetuning(new, replayed, workdir.raw, f"{new.folder.name}Finetune", orientation=code)
-    merged = read_raw_dataset(workdir.raw / merged_name)
-    merged.dataset_json["description"] = new.description or manifest["training"]["data"].get("description", "")
-    sources = [str(new.folder)] + ([str(replayed.folder)] if replayed else [])
-    prepared = prepare_data(
-        merged, workdir, request.options.topology, progress, dataset_name=merged_name,
-        parent_plans=manifest["nnunet"]["plans"], sources=sources,
-    )
+    merged = merge_for_finetuning(new, replayed, workdir.raw, f"{new.folder.name}Finetune", orientation=code)
+    request.options = replace(request.options, case_repeats=merged.repeats)
+    if merged.repeats:
+        progress.log(f"{merged.new_cases} new case(s) drawn {next(iter(merged.repeats.values()))}x as often as each of "
+                     f"the {merged.replayed_cases} replayed case(s) (each preprocessed once)")
+    raw = read_raw_dataset(workdir.raw / merged.name)
+    raw.dataset_json["description"] = new.description or manifest["training"]["data"].get("description", "")
     request.name = request.name or manifest["name"]
     request.version = request.version or bump_version(str(manifest["version"]))
+    prepared = prepare_data(
+        raw, workdir, request.options.topology, progress, dataset_name=merged.name,
+        parent_plans=manifest["nnunet"]["plans"], sources=[str(new.folder)] + [str(d.folder) for _, d in replayed],
+    )
+    prepared.lineage = child_lineage(manifest, new.folder, len(new.cases), f"{request.name} {request.version}",
+                                     replay_dir, len(original.cases) if original and replay_dir else None)
     request.extra_manifest["parent"] = {
         "name": manifest["name"],
         "version": manifest["version"],
         "sha256": sha256_file(parent_path),
         "weights_sha256": manifest["weights_sha256"],
         "new_cases": len(new.cases),
-        "replay_cases": len(replayed.cases) if replayed else 0,
+        "replay_cases": len(original.cases) if original else 0,
+        "earlier_round_cases": sum(len(d.cases) for d in earlier),
+        "new_case_repeats": max(merged.repeats.values(), default=1),
     }
     request.extra_manifest["name"] = request.name
     inherited = inherited_postprocessing(manifest)
     if inherited:
         request.extra_manifest[POSTPROCESSING_KEY] = inherited
     return train_prepared(request, prepared, progress, initial_weights=str(parent_path))
+
+
+def log_budget(
+    manifest: dict[str, Any], request: Any, progress: Progress, new_cases: int, replay: bool, replay_dir: Path | None,
+) -> None:
+    """The run's budget and its expected duration, before anything long starts."""
+    from batseg.training.budget import finetune_plan
+
+    options = request.options
+    device = request.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    progress.log("fine-tuning: " + finetune_plan(
+        manifest, new_cases, options.epochs, device, replay, str(replay_dir) if replay_dir else None,
+        iterations_per_epoch=options.iterations_per_epoch,
+        val_iterations=options.val_iterations, batch_size=options.batch_size, patch_size=options.patch_size,
+        foreground_oversampling=options.foreground_oversampling,
+    ))

@@ -49,6 +49,9 @@ class TrainingOptions:
     boundary_weight: float = 1.0  # the paper's equal weights
     save_every: int = 10  # epochs between "latest" checkpoints (nnU-Net: 50; CPU runs need more often)
     command: list[str] = field(default_factory=list)
+    # Fine-tuning: how often a case is drawn relative to the others (the new cases among replayed
+    # ones, `datasets.merge_for_finetuning`); a case not named is drawn once.
+    case_repeats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -75,6 +78,8 @@ class TrainingOptions:
             raise BATsegError(f"--foreground-oversampling must be in [0, 1]; got {self.foreground_oversampling}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise BATsegError(f"the learning rate must be positive; got {self.lr}")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.case_repeats.values()):
+            raise BATsegError(f"case repeats must be whole numbers of at least 1; got {self.case_repeats}")
 
     @property
     def has_field_head(self) -> bool:

@@ -72,6 +72,7 @@ class PreparedData:
     description: str
     sources: list[str]
     orientation: str
+    lineage: dict[str, Any] = field(default_factory=dict)  # fine-tuning: original data and rounds (replay.py)
 
 
 def resolve_device(device: str, num_gpus: int = 1) -> Any:
@@ -222,6 +223,7 @@ def write_run_record(
             "num_cases": len(prepared.types),
             "cases_per_type": type_counts(prepared.types),
             "orientation": prepared.orientation,
+            **prepared.lineage,
         },
         "options": options.to_dict(),
         **({"device": device} if device else {}),

@@ -9,6 +9,8 @@ What changes relative to `nnUNetTrainer` (everything else is nnU-Net's own code,
   with loss "none" it returns nnU-Net's network untouched: the plain nnU-Net baseline;
 - the training and validation pipelines end with `BoundaryTargetTransform`, so the field is
   computed in the augmentation workers (see `field_transform.py`);
+- fine-tuning's new cases are drawn more often than replayed ones (`options.case_repeats`,
+  applied to the training dataset's case list), each stored once;
 - the loss is `BoundaryAwareLoss`: nnU-Net's CE+Dice with deep supervision on the
   segmentation outputs (Dice without its smoothing term, see `without_dice_smoothing`; the
   baseline too), plus the boundary loss on the full-resolution field, equal weights.
@@ -116,6 +118,14 @@ def unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
+def repeated_identifiers(identifiers: list[str], repeats: dict[str, int]) -> list[str]:
+    """The case list nnU-Net's loader draws from, each case named as often as `repeats` says (else once).
+
+    nnU-Net's `nnUNetDataLoader` draws `np.random.choice(dataset.identifiers)`: a case listed r
+    times is drawn r times as often, while its data is preprocessed and stored once."""
+    return [identifier for identifier in identifiers for _ in range(int(repeats.get(identifier, 1)))]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch in this process."""
     random.seed(seed)
@@ -202,6 +212,17 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
 
     def get_validation_transforms(self, *args: Any, **kwargs: Any) -> Any:
         return self._with_boundary_target(nnUNetTrainer.get_validation_transforms(*args, **kwargs))
+
+    # ------------------------------------------------------------------- data
+
+    def get_tr_and_val_datasets(self) -> tuple[Any, Any]:
+        """nnU-Net's datasets, the training one drawing fine-tuning's new cases more often.
+
+        A new list, not the one nnU-Net gives both datasets with fold "all": validation draws each case once."""
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        if self.options.case_repeats:
+            dataset_tr.identifiers = repeated_identifiers(list(dataset_tr.identifiers), self.options.case_repeats)
+        return dataset_tr, dataset_val
 
     # ------------------------------------------------------------------- loss
 
