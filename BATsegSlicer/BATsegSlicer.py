@@ -33,7 +33,8 @@ if not STARTUP_PROBLEM:
     from BATsegSlicerLib.jobs import JobState
     from BATsegSlicerLib.lesion_report import TABLE_HEADERS
     from BATsegSlicerLib.logic import BATsegLogic, exported_case_count
-    from BATsegSlicerLib.panel_state import FINE_TUNE, SEGMENT, PanelState
+    from BATsegSlicerLib.models import read_manifest
+    from BATsegSlicerLib.panel_state import FINE_TUNE, SEGMENT, PanelState, fine_tune_question
     from BATsegSlicerLib.run_summary import status_html
 
 DISCLAIMER = ("Research software. The shipped model is trained on synthetic phantoms only; "
@@ -531,11 +532,12 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = parameters.text("ExportFolder")
         replayData = parameters.text("ReplayData")
         count = exported_case_count(folder)
-        replay = f", mixed with the original training data in {replayData}," if replayData else ""
-        if not slicer.util.confirmOkCancelDisplay(
-                f"Fine-tune the selected model on the {count} exported case(s) in {folder}{replay} for "
-                f"{parameters.epochs} epochs? This can take hours on a CPU. The new model is added to the "
-                "model list; the original is kept."):
+        question = None
+        with slicer.util.tryWithErrorDisplay("Fine-tuning could not be started.", waitCursor=True):
+            question = fine_tune_question(  # the budget and its expected duration, before hours of CPU
+                read_manifest(self.currentModelPath()), folder, count, parameters.epochs,
+                parameters.predict_options().device, replayData, self.gpuInfo.cuda if self.gpuInfo else None)
+        if question is None or not slicer.util.confirmOkCancelDisplay(question):
             return
         with slicer.util.tryWithErrorDisplay("Fine-tuning could not be started.", waitCursor=True):
             self.startJob(FINE_TUNE, self.logic.startFineTuning(

@@ -21,6 +21,9 @@ Decisions:
 - Closing the scene cancels a running job (its nodes would otherwise land in the next scene)
   and drops the result.
 - `blocked` (compatibility.startup_problem) disables Segment and Fine-tune for good.
+- Fine-tune asks for confirmation with the run's budget and expected duration
+  (`fine_tune_question`, from the engine's `batseg.training.budget`, which the engine's run uses
+  too): the user sees "2,500 iterations: about 1.9 h" before hours of CPU start.
 """
 
 from __future__ import annotations
@@ -144,3 +147,22 @@ class PanelState:
             fine_tune_enabled=self.fine_tuning or (usable and has_model),
             review_enabled=has_segmentation and not running,
         )
+
+
+def fine_tune_question(manifest: dict, folder: str, cases: int, epochs: int, device: str = "auto",
+                       replay_data: str = "", cuda_available: bool | None = None) -> str:
+    """The confirmation asked before fine-tuning: what runs, on what budget, for about how long.
+
+    `manifest`: the selected model's; `device`: the panel's choice ("auto" runs on the GPU when the
+    GPU probe found one, `cuda_available`); the budget is the model's own (the engine inherits it)
+    with the panel's epochs."""
+    from batseg.training.budget import finetune_plan
+
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    plan = finetune_plan(manifest, cases, epochs, device, replay=True, replay_dir=replay_data or None)
+    replay = (f", mixed with the original training data in {replay_data}" if replay_data
+              else ", mixed with the model's original training data where it can be found or regenerated")
+    where = "a GPU" if device == "cuda" else "the CPU"
+    return (f"Fine-tune the selected model on the {cases} exported case(s) in {folder}{replay}, on {where}?\n\n"
+            f"{plan[0].upper()}{plan[1:]}.\n\nThe new model is added to the model list; the original is kept.")
