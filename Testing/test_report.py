@@ -175,3 +175,55 @@ def test_csv_rows_carry_the_case_type_and_model(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert {row["overall_type_name"] for row in rows} == {report["overall_type_name"]} != {"none"}
     assert {(row["model_name"], row["model_version"]) for row in rows} == {("m", "1.2.3")}
+
+
+def test_every_type_probability_and_the_mixed_type_flag() -> None:
+    array = two_lesions()  # lesion A: 170 ependymoma + 10 astrocytoma voxels; lesion B: 12 hemangioblastoma
+    probabilities = np.zeros((4, *array.shape), dtype=np.float32)
+    probabilities[0][array > 0] = 0.1
+    probabilities[1][array > 0] = 0.6
+    probabilities[2][array > 0] = 0.2
+    probabilities[3][array == 4] = 0.9
+    report = lesion_report(sagittal_image(array), probabilities=probabilities)
+    lesion_b, lesion_a = report["lesions"]
+    assert lesion_a["type_probabilities"] == pytest.approx(
+        {"meningioma": 0.1, "ependymoma": 0.6, "astrocytoma": 0.2, "hemangioblastoma": 0.0})
+    assert lesion_a["type_probability"] == lesion_a["type_probabilities"]["ependymoma"]
+    assert lesion_a["type_voxel_shares"] == pytest.approx(
+        {"meningioma": 0.0, "ependymoma": 170 / 180, "astrocytoma": 10 / 180, "hemangioblastoma": 0.0})
+    assert (lesion_a["mixed_types"], lesion_a["types_present"]) == (True, ["ependymoma", "astrocytoma"])
+    assert (lesion_b["mixed_types"], lesion_b["types_present"]) == (False, ["hemangioblastoma"])
+    assert lesion_b["type_probabilities"]["hemangioblastoma"] == pytest.approx(0.9)
+    assert report["mixed_type_lesions"] == 1
+    # Without probabilities the per-type figures are the voxel shares, as the source says.
+    plain = lesion_report(sagittal_image(array))["lesions"][1]
+    assert plain["type_probabilities"] == pytest.approx(plain["type_voxel_shares"])
+    assert plain["cord_location"] == "unknown" and plain["cord_overlap_fraction"] is None
+
+
+def test_inside_or_outside_the_cord_from_a_given_mask() -> None:
+    array = two_lesions()
+    cord = np.zeros(array.shape, dtype=np.uint8)
+    cord[:, :, 4:12] = 1  # covers lesion A (i 5-10) entirely, lesion B (i 20-21) not at all
+    report = lesion_report(sagittal_image(array), cord_mask=cord)
+    lesion_b, lesion_a = report["lesions"]
+    assert (lesion_a["cord_location"], lesion_a["cord_overlap_fraction"]) == ("inside_cord", 1.0)
+    assert (lesion_b["cord_location"], lesion_b["cord_overlap_fraction"]) == ("outside_cord", 0.0)
+    assert report["cord_mask"] is True and list(report)[-1] == "lesions"
+    cord[:, :, 4:8] = 0  # lesion A now 3 of its 6 columns inside: half, the threshold, counts as inside
+    half = lesion_report(sagittal_image(array), cord_mask=cord)["lesions"][1]
+    assert half["cord_overlap_fraction"] == pytest.approx(0.5) and half["cord_location"] == "inside_cord"
+    with pytest.raises(BATsegError, match="not on the label image's grid"):
+        lesion_report(sagittal_image(array), cord_mask=cord[:, :, :10])
+
+
+def test_csv_holds_the_per_type_probabilities_mixed_flag_and_cord_columns(tmp_path: Path) -> None:
+    cord = np.zeros(two_lesions().shape, dtype=np.uint8)
+    cord[:, :, 4:12] = 1
+    report = lesion_report(sagittal_image(two_lesions()), case_id="sub-01", cord_mask=cord)
+    write_report(report, tmp_path / "r.json", tmp_path / "r.csv")
+    with (tmp_path / "r.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["mixed_types"], r["cord_location"], r["cord_overlap_fraction"]) for r in rows] == [
+        ("no", "outside_cord", "0.0"), ("yes", "inside_cord", "1.0")]
+    assert float(rows[1]["probability_astrocytoma"]) == pytest.approx(10 / 180, abs=1e-6)

@@ -18,6 +18,20 @@ distances are the patient's. Decisions the papers leave open:
   slowest one, SimpleITK's k). Slice numbers are 1-based ("slices 4-7 of 11"), as viewers
   number images; Slicer's data probe shows 0-based IJK indices (subtract 1).
 - Centroid: mean of the voxel centres, in LPS mm (ITK, files) and RAS mm (Slicer's world).
+- Per-type figures of each lesion: "type_probabilities" holds, for each of the four types, the
+  mean probability of that type over the lesion's voxels (with probabilities; without, the share
+  of its voxels painted with that type, as "type_probability_source" says), and
+  "type_voxel_shares" the share of its voxels painted with each type. A lesion painted with
+  more than one type is flagged ("mixed_types", "types_present"): a voxel-wise model can split
+  one tumour between types (the meningioma sample's lesion came out 1.48 cm3 meningioma, 0.62
+  ependymoma and 0.05 hemangioblastoma), and its reported type then rests on a majority.
+- Inside or outside the cord ("cord_location"): the model segments no spinal cord, so this can
+  be told only from a cord mask on the same grid (`batseg predict --cord-masks`, e.g. the
+  Spinal Cord Toolbox's CASE_seg.nii.gz). A lesion with at least `INSIDE_CORD_FRACTION` of its
+  voxels inside the mask is "inside_cord" (intramedullary), else "outside_cord"; without a
+  mask it is "unknown" and "cord_overlap_fraction" is null. The type is never used to guess it.
+
+Every field is listed in docs/inference.md ("The lesion report, field by field").
 """
 
 from __future__ import annotations
@@ -54,6 +68,10 @@ ANATOMICAL_AXES: tuple[str, ...] = ("left_right", "anterior_posterior", "superio
 # SimpleITK index axes i, j, k are array axes 2, 1, 0.
 INDEX_AXIS_NAMES: tuple[str, ...] = ("k", "j", "i")
 
+# A lesion with at least this share of its voxels inside the given spinal cord mask lies inside the cord.
+INSIDE_CORD_FRACTION = 0.5
+CORD_LOCATIONS: tuple[str, ...] = ("inside_cord", "outside_cord", "unknown")
+
 CASE_COLUMNS: tuple[str, ...] = ("case_id", "overall_type_key", "overall_type_name", "model_name", "model_version")
 CSV_COLUMNS: tuple[str, ...] = (
     *CASE_COLUMNS, "lesion_id", "type_key", "type_name", "type_probability", "type_probability_source",
@@ -62,6 +80,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "centroid_lps_x_mm", "centroid_lps_y_mm", "centroid_lps_z_mm",
     "centroid_ras_x_mm", "centroid_ras_y_mm", "centroid_ras_z_mm",
     *(f"volume_{c.key}_cm3" for c in TUMOUR_CLASSES),
+    *(f"probability_{c.key}" for c in TUMOUR_CLASSES),
+    "mixed_types", "cord_location", "cord_overlap_fraction",
 )
 
 
@@ -84,16 +104,28 @@ class _Geometry:
         return np.abs(self.direction) @ self.spacing
 
 
-def lesion_report(labels: sitk.Image, probabilities: np.ndarray | None = None, case_id: str = "") -> dict:
+def lesion_report(
+    labels: sitk.Image,
+    probabilities: np.ndarray | None = None,
+    case_id: str = "",
+    cord_mask: np.ndarray | None = None,
+) -> dict:
     """The report of every lesion in `labels` plus case-level totals (see the module docstring).
 
     `probabilities`: (5, z, y, x) with background first or (4, z, y, x) tumour classes only, on
-    the label image's grid (SimpleITK array order).
+    the label image's grid (SimpleITK array order). `cord_mask`: a spinal cord mask (z, y, x)
+    on that grid (non-zero inside the cord), or None when there is none.
     """
     if labels.GetDimension() != 3:
         raise BATsegError(f"the label image must be 3-D, got {labels.GetDimension()}-D: pass a 3-D label volume")
     array = sitk.GetArrayFromImage(labels)
     check_label_map(array, "label image")
+    if cord_mask is not None and tuple(np.shape(cord_mask)) != array.shape:
+        raise BATsegError(
+            f"the spinal cord mask ({' x '.join(map(str, np.shape(cord_mask)))}) is not on the label image's grid "
+            f"({' x '.join(map(str, array.shape))}): give a mask of the same scan"
+        )
+    cord = None if cord_mask is None else np.asarray(cord_mask) != 0
     geometry = _Geometry(labels)
     voxel_mm3 = voxel_volume_mm3(geometry.spacing)
     tumour_probs = None if probabilities is None else tumour_probabilities(probabilities, array.shape)
@@ -105,14 +137,16 @@ def lesion_report(labels: sitk.Image, probabilities: np.ndarray | None = None, c
     lesions = [
         _describe_lesion(
             _lesion_indices(components, index, boxes[index - 1]), counts[index], tumour_probs, geometry,
-            voxel_mm3, slice_axis,
+            voxel_mm3, slice_axis, cord,
         )
         for index in range(1, count + 1)
     ]
     lesions.sort(key=lambda lesion: -lesion["centroid_lps_mm"][2])  # head to feet (LPS z = superior)
     for number, lesion in enumerate(lesions, start=1):
         lesion["id"] = number
-    return _case_summary(array, lesions, voxel_mm3, geometry, slice_axis, case_id, tumour_probs is not None)
+    summary = _case_summary(array, lesions, voxel_mm3, geometry, slice_axis, case_id, tumour_probs is not None)
+    lesions = summary.pop("lesions")
+    return {**summary, "cord_mask": cord is not None, "lesions": lesions}  # the lesion list stays last
 
 
 def _lesion_indices(components: np.ndarray, index: int, box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
@@ -128,16 +162,19 @@ def _describe_lesion(
     geometry: _Geometry,
     voxel_mm3: float,
     slice_axis: int,
+    cord: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The report entry of one lesion (its id is set by the caller after sorting)."""
     positions = geometry.to_lps(np.stack(indices).astype(np.float64))
     extent = np.ptp(positions, axis=1) + geometry.voxel_width()
     column = int(np.argmax(type_counts))
     tumour = TUMOUR_CLASSES[column]
+    shares = type_counts / type_counts.sum()
     if tumour_probs is not None:
-        type_probability = float(tumour_probs[column][indices].mean())
+        per_type = [float(tumour_probs[c][indices].mean()) for c in range(len(TUMOUR_CLASSES))]
     else:
-        type_probability = float(type_counts[column] / type_counts.sum())
+        per_type = [float(share) for share in shares]
+    type_probability = per_type[column]
     centroid = positions.mean(axis=1)
     slice_indices = indices[slice_axis]
     return {
@@ -156,6 +193,22 @@ def _describe_lesion(
         "type_volumes_cm3": {
             c.key: float(n * voxel_mm3 / 1000.0) for c, n in zip(TUMOUR_CLASSES, type_counts)
         },
+        "type_probabilities": {c.key: value for c, value in zip(TUMOUR_CLASSES, per_type)},
+        "type_voxel_shares": {c.key: float(share) for c, share in zip(TUMOUR_CLASSES, shares)},
+        "types_present": [c.key for c, n in zip(TUMOUR_CLASSES, type_counts) if n > 0],
+        "mixed_types": bool(np.count_nonzero(type_counts) > 1),
+        **_cord_location(indices, cord),
+    }
+
+
+def _cord_location(indices: tuple[np.ndarray, ...], cord: np.ndarray | None) -> dict[str, Any]:
+    """Where the lesion lies relative to the given spinal cord mask (module docstring)."""
+    if cord is None:
+        return {"cord_location": "unknown", "cord_overlap_fraction": None}
+    fraction = float(np.count_nonzero(cord[indices]) / indices[0].size)
+    return {
+        "cord_location": "inside_cord" if fraction >= INSIDE_CORD_FRACTION else "outside_cord",
+        "cord_overlap_fraction": fraction,
     }
 
 
@@ -187,6 +240,7 @@ def _case_summary(
         "slice_total": int(array.shape[slice_axis]),
         "slice_numbering": "1-based",
         "spacing_mm": [float(s) for s in geometry.spacing[::-1]],  # SimpleITK order (i, j, k)
+        "mixed_type_lesions": sum(1 for lesion in lesions if lesion["mixed_types"]),
         "lesions": lesions,
     }
 
@@ -220,6 +274,9 @@ def _lesion_cells(report: dict, lesion: dict) -> list:
         *(_round(v) for v in lesion["centroid_lps_mm"]),
         *(_round(v) for v in lesion["centroid_ras_mm"]),
         *(_round(lesion["type_volumes_cm3"][c.key]) for c in TUMOUR_CLASSES),
+        *(_round(lesion["type_probabilities"][c.key]) for c in TUMOUR_CLASSES),
+        "yes" if lesion["mixed_types"] else "no", lesion["cord_location"],
+        "" if lesion["cord_overlap_fraction"] is None else _round(lesion["cord_overlap_fraction"]),
     ]
 
 
