@@ -190,3 +190,51 @@ def test_console_error_is_one_line_without_traceback(folders) -> None:
         "batseg: error: case case_002: prediction and ground truth differ in size ((30, 32, 8) vs (32, 32, 8)): "
         "resample the prediction onto the ground-truth grid"
     ]
+
+
+def test_the_model_is_read_from_the_reports_beside_the_predictions(folders, tmp_path, capsys) -> None:
+    pred, gt = folders
+    status, out, _ = run_cli(capsys, "evaluate", "--pred", pred, "--gt", gt, "-o", tmp_path / "r0.json", "--progress", "quiet")
+    assert status == 0 and "model unknown" in out
+    assert json.loads((tmp_path / "r0.json").read_text())["model"]["source"] == "unknown"
+    model = {"name": "batseg-light-phantoms", "version": "0.6.0", "weights_sha256": "ab" * 32}
+    for case in ("case_001", "case_002", "case_003"):
+        (pred / f"{case}.report.json").write_text(json.dumps({"case_id": case, "model": model}))
+    status, out, _ = run_cli(capsys, "evaluate", "--pred", pred, "--gt", gt, "-o", tmp_path / "r1.json", "--progress", "quiet")
+    assert "Predictions of model batseg-light-phantoms 0.6.0" in out
+    assert json.loads((tmp_path / "r1.json").read_text())["model"] == {**model, "source": "reports"}
+    (pred / "case_003.report.json").write_text(json.dumps({"case_id": "case_003", "model": {**model, "version": "0.7.0"}}))
+    status, out, _ = run_cli(capsys, "evaluate", "--pred", pred, "--gt", gt, "--progress", "quiet")
+    assert "several models (batseg-light-phantoms 0.6.0, batseg-light-phantoms 0.7.0)" in out
+    status, out, _ = run_cli(capsys, "evaluate", "--pred", pred, "--gt", gt, "--model-name", "nnU-Net baseline",
+                             "-o", tmp_path / "r2.json", "--progress", "quiet")
+    assert "Predictions of model nnU-Net baseline" in out
+    assert json.loads((tmp_path / "r2.json").read_text())["model"]["source"] == "--model-name"
+
+
+def test_the_chart_shows_detection_rates_the_per_case_spread_and_the_model(folders, tmp_path, capsys) -> None:
+    from batseg.evaluation import chart_figure, evaluate_paths
+
+    pred, gt = folders
+    results = evaluate_paths(pred, gt, model_name="my-model 1.2")
+    figure = chart_figure(results)
+    titles = [axes.get_title() for axes in figure.axes]
+    assert "Dice per class (%): mean, and each case" in titles and "Lesion type confusion" in titles
+    assert any(title.startswith("Detection (overlap >= 6 mm3)") for title in titles)
+    assert any(title.startswith("Whole-tumour Dice per case (2 with tumour") and "1 with a false lesion" in title
+               for title in titles)
+    detection = next(axes for axes in figure.axes if axes.get_title().startswith("Detection"))
+    labels = [tick.get_text() for tick in detection.get_yticklabels()]
+    assert labels[:2] == ["true lesions found (TPDR)", "reported lesions false (FPDR)"]
+    texts = [text.get_text() for text in detection.texts]
+    # 2 true lesions, both found; 3 predicted, one false (the healthy case's); types right 1 of 2.
+    assert texts[0] == "100% (2/2)" and texts[1] == "33% (1/3)" and texts[4] == "50% (1/2)"
+    spread = next(axes for axes in figure.axes if axes.get_title().startswith("Whole-tumour"))
+    # Whole tumour: the ependymoma painted as astrocytoma is still found whole.
+    assert [round(bar.get_height(), 1) for bar in spread.patches] == [100.0, 100.0]
+    assert [tick.get_text() for tick in spread.get_xticklabels()] == ["case_001", "case_002"]
+    dice = next(axes for axes in figure.axes if axes.get_title().startswith("Dice per class"))
+    assert len(dice.collections) == 2  # one dot per case, for the two classes present
+    assert figure._suptitle.get_text().startswith("model my-model 1.2: 3 case(s)")
+    status, _, _ = run_cli(capsys, "evaluate", "--pred", pred, "--gt", gt, "--png", tmp_path / "c.png", "--progress", "quiet")
+    assert status == 0 and (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -22,6 +22,15 @@ Decisions:
 - NIfTI files are checked for truncation first (see `check_nifti_complete`).
 - Label files stored as floating point (some tools do) are accepted when every value is a
   whole number 0-4.
+- The model: a label map carries no model name, so it is read from the lesion reports
+  `batseg predict` writes beside its label maps (CASE.report.json, "model"): one model when all
+  reports name the same, "several models" otherwise, "unknown" without reports; `--model-name`
+  names it for predictions of another tool. The JSON ("model") and the chart's title carry it.
+- The chart (`save_chart`): per-class Dice and HD95 (bars: means; dots: the cases), the type
+  confusion matrix, the detection figures (true positive and false positive detection rates,
+  patient-level sensitivity, healthy cases with a false lesion, type accuracy, each with its
+  counts), and the per-case spread of the whole-tumour Dice, with the model's name, the number
+  of cases and the research-use line.
 """
 
 from __future__ import annotations
@@ -197,13 +206,48 @@ def _short(values: tuple) -> str:
     return "(" + ", ".join(f"{v:g}" if isinstance(v, int) else f"{v:.4g}" for v in values) + ")"
 
 
+def model_of_predictions(pred_files: list[Path]) -> dict[str, Any]:
+    """The model that made the predictions, from the CASE.report.json beside each label file.
+
+    {"name", "version", "weights_sha256", "source"}: source "reports" (one model), "several
+    models" (their names joined) or "unknown" (no readable report).
+    """
+    models: dict[tuple, dict[str, Any]] = {}
+    for path in pred_files:
+        report_path = path.parent / f"{label_case_name(path)}.report.json"
+        try:
+            model = json.loads(report_path.read_text(encoding="utf-8")).get("model") or {}
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            continue
+        if isinstance(model, dict) and model.get("name"):
+            key = (model.get("name"), model.get("version"), model.get("weights_sha256"))
+            models.setdefault(key, {"name": key[0], "version": key[1], "weights_sha256": key[2]})
+    if len(models) == 1:
+        return {**next(iter(models.values())), "source": "reports"}
+    if models:
+        names = ", ".join(sorted(f"{m['name']} {m['version']}" for m in models.values()))
+        return {"name": f"several models ({names})", "version": None, "weights_sha256": None, "source": "several models"}
+    return {"name": None, "version": None, "weights_sha256": None, "source": "unknown"}
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """The model as the table and the chart name it."""
+    if not model.get("name"):
+        return "model unknown (no CASE.report.json beside the predictions; --model-name names it)"
+    return f"model {model['name']}" + (f" {model['version']}" if model.get("version") else "")
+
+
 def evaluate_paths(
     pred: str | os.PathLike,
     gt: str | os.PathLike,
     progress: Progress | None = None,
     min_overlap_mm3: float = DETECTION_MIN_OVERLAP_MM3,
+    model_name: str | None = None,
 ) -> dict[str, Any]:
-    """Score every common case of `pred` against `gt` (files or folders) and aggregate."""
+    """Score every common case of `pred` against `gt` (files or folders) and aggregate.
+
+    `model_name` names the model that made the predictions (default: read from their reports).
+    """
     progress = progress or Progress("quiet")
     pairs, pred_only, gt_only = match_cases(pred, gt)
     if pred_only:
@@ -217,8 +261,13 @@ def evaluate_paths(
         for done, (name, pred_path, gt_path) in enumerate(pairs, start=1):
             cases[name] = _evaluate_pair(name, pred_path, gt_path, min_overlap_mm3)
             progress.update("evaluate", done, len(pairs))
+    model = (
+        {"name": model_name, "version": None, "weights_sha256": None, "source": "--model-name"}
+        if model_name else model_of_predictions([pred_path for _, pred_path, _ in pairs])
+    )
     return {
         "disclaimer": DISCLAIMER,
+        "model": model,
         "prediction": str(pred),
         "ground_truth": str(gt),
         "min_overlap_mm3": float(min_overlap_mm3),
@@ -267,7 +316,10 @@ def format_table(results: dict[str, Any]) -> str:
     whole = summary["tumour"]
     lines.append(_score_line("tumour (any type)", whole["dice_mean"], whole["hd95_mean"], whole["n_cases"]))
     lines += ["", *_detection_lines(summary, results["min_overlap_mm3"])]
-    lines += ["", *_confusion_lines(summary["detection"]), "", results["disclaimer"]]
+    lines += ["", *_confusion_lines(summary["detection"]), ""]
+    if "model" in results:
+        lines.append(f"Predictions of {model_label(results['model'])}")
+    lines.append(results["disclaimer"])
     return "\n".join(lines)
 
 
@@ -315,40 +367,128 @@ def save_results_json(results: dict[str, Any], path: str | os.PathLike, overwrit
 
 
 def save_chart(results: dict[str, Any], path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """PNG: per-class Dice and HD95 bars and the type confusion matrix.
+    """PNG: per-class Dice and HD95 with the cases' spread, type confusion, detection rates and
+    the per-case whole-tumour Dice, titled with the model (module docstring).
 
     Drawn on a bare matplotlib Figure with the Agg canvas, without pyplot: no display is
     needed and no global backend is switched (the CLI may run inside Slicer's process tree).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(15, 4.8))
-    FigureCanvasAgg(figure)
-    _draw_chart(figure, results["aggregate"])
+    figure = chart_figure(results)
     return write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110), overwrite)
 
 
-def _draw_chart(figure: Any, summary: dict[str, Any]) -> None:
-    """The three panels of `save_chart`."""
-    dice_axes, hd95_axes, confusion_axes = figure.subplots(1, 3)
+def chart_figure(results: dict[str, Any]) -> Any:
+    """The chart of `save_chart` as a matplotlib Figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(15, 9.6))
+    FigureCanvasAgg(figure)
+    _draw_chart(figure, results)
+    return figure
+
+
+def _draw_chart(figure: Any, results: dict[str, Any]) -> None:
+    """The panels of `save_chart`."""
+    summary = results["aggregate"]
+    grid = figure.add_gridspec(2, 3)
+    dice_axes, hd95_axes, confusion_axes = (figure.add_subplot(grid[0, i]) for i in range(3))
+    detection_axes = figure.add_subplot(grid[1, 0])
+    spread_axes = figure.add_subplot(grid[1, 1:])
     names = list(TYPE_KEYS)
     colours = [c.color for c in TUMOUR_CLASSES]
     rows = [summary["per_class"][c.key] for c in TUMOUR_CLASSES]
     dices = [0.0 if r["dice_mean"] is None else 100.0 * r["dice_mean"] for r in rows]
     distances = [0.0 if r["hd95_mean"] is None else r["hd95_mean"] for r in rows]
-    dice_axes.bar(names, dices, color=colours)
-    dice_axes.set(title="Dice per class (%)", ylim=(0, 110))
-    hd95_axes.bar(names, distances, color=colours)
-    hd95_axes.set(title="HD95 per class (mm)", ylim=(0, max(max(distances), 1.0) * 1.2))
-    for axes, values in ((dice_axes, dices), (hd95_axes, distances)):
-        for position, (value, row) in enumerate(zip(values, rows)):
+    per_case = _per_case_class_scores(results.get("cases", {}))
+    dice_axes.bar(names, dices, color=colours, alpha=0.8)
+    dice_axes.set(title="Dice per class (%): mean, and each case", ylim=(0, 110))
+    hd95_axes.bar(names, distances, color=colours, alpha=0.8)
+    top = max([*distances, *(v for values in per_case["hd95"].values() for v in values), 1.0])
+    hd95_axes.set(title="HD95 per class (mm): mean, and each case", ylim=(0, top * 1.2))
+    for axes, values, key, scale in ((dice_axes, dices, "dice", 100.0), (hd95_axes, distances, "hd95", 1.0)):
+        for position, (value, row, tumour) in enumerate(zip(values, rows, TUMOUR_CLASSES)):
+            points = [scale * v for v in per_case[key][tumour.key]]
+            if points:
+                offsets = np.linspace(-0.25, 0.25, len(points)) if len(points) > 1 else [0.0]
+                axes.scatter(position + np.asarray(offsets), points, s=12, color="black", zorder=3)
             label = "no case" if row["n_cases"] == 0 else f"{value:.1f}\nn={row['n_cases']}"
-            axes.annotate(label, (position, value), ha="center", va="bottom", fontsize=8)
+            axes.annotate(label, (position, value), ha="center", va="bottom", fontsize=8,
+                          xytext=(14, 0), textcoords="offset points")
         axes.tick_params(axis="x", labelrotation=30)
     _draw_confusion(confusion_axes, np.asarray(summary["detection"]["type_confusion"]))
-    figure.suptitle(DISCLAIMER, fontsize=9)
+    _draw_detection(detection_axes, summary, results.get("min_overlap_mm3", DETECTION_MIN_OVERLAP_MM3))
+    _draw_spread(spread_axes, results.get("cases", {}))
+    model = model_label(results.get("model") or {})
+    figure.suptitle(f"{model}: {summary['n_cases']} case(s)\n{results.get('disclaimer', DISCLAIMER)}", fontsize=10)
     figure.tight_layout()
+
+
+def _per_case_class_scores(cases: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Each case's Dice and HD95 per class present in its truth."""
+    scores: dict[str, dict[str, list[float]]] = {"dice": {k: [] for k in TYPE_KEYS}, "hd95": {k: [] for k in TYPE_KEYS}}
+    for case in cases.values():
+        for key, values in (case.get("classes") or {}).items():
+            for metric in ("dice", "hd95"):
+                if values.get(metric) is not None and key in scores[metric]:
+                    scores[metric][key].append(float(values[metric]))
+    return scores
+
+
+def _draw_detection(axes: Any, summary: dict[str, Any], min_overlap_mm3: float) -> None:
+    """Lesion and patient detection rates as horizontal bars, each with its counts."""
+    d = summary["detection"]
+    healthy_rate = _ratio(summary["healthy_cases_with_prediction"], summary["healthy_cases"])
+    bars = [
+        ("true lesions found (TPDR)", d["true_positive_detection_rate"], f"{d['detected_lesions']}/{d['true_lesions']}", "tab:green"),
+        ("reported lesions false (FPDR)", d["false_positive_detection_rate"],
+         f"{d['false_positive_lesions']}/{d['predicted_lesions']}", "tab:red"),
+        ("patients with tumour found", summary["patient_sensitivity"], f"of {summary['patients_with_tumour']}", "tab:green"),
+        ("healthy cases with a lesion", healthy_rate,
+         f"{summary['healthy_cases_with_prediction']}/{summary['healthy_cases']}", "tab:red"),
+        ("type right (found lesions)", d["type_accuracy"], f"{d['types_correct']}/{d['types_assessed']}", "tab:blue"),
+    ]
+    labels = [label for label, *_ in bars]
+    values = [0.0 if value is None else 100.0 * value for _, value, _, _ in bars]
+    axes.barh(labels, values, color=[colour for *_, colour in bars])
+    axes.invert_yaxis()
+    axes.set(xlim=(0, 125), title=f"Detection (overlap >= {min_overlap_mm3:g} mm3), %")
+    for position, (value, (_, raw, counts, _)) in enumerate(zip(values, bars)):
+        text = "n/a" if raw is None else f"{value:.0f}% ({counts})"
+        axes.text(value + 2, position, text, va="center", fontsize=8)
+    axes.tick_params(axis="y", labelsize=8)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _draw_spread(axes: Any, cases: dict[str, Any]) -> None:
+    """Whole-tumour Dice of every case with tumour, sorted, coloured by its true type, and the
+    cases without tumour marked by whether a lesion was predicted."""
+    scored = []
+    for name, case in cases.items():
+        tumour = case.get("tumour")
+        if tumour is not None and tumour.get("dice") is not None:
+            present = [k for k in TYPE_KEYS if k in (case.get("classes") or {})]
+            scored.append((float(tumour["dice"]) * 100.0, name, present[0] if present else None))
+    scored.sort()
+    colours = {c.key: c.color for c in TUMOUR_CLASSES}
+    if scored:
+        axes.bar(range(len(scored)), [s for s, _, _ in scored], color=[colours.get(k, "grey") for _, _, k in scored])
+        if len(scored) <= 40:
+            axes.set_xticks(range(len(scored)), [n for _, n, _ in scored], rotation=60, ha="right", fontsize=7)
+        else:
+            axes.set_xticks([])
+        values = np.asarray([s for s, _, _ in scored])
+        axes.axhline(float(np.median(values)), color="black", linewidth=0.8, linestyle="--")
+        axes.text(len(scored) - 0.5, float(np.median(values)) + 2, f"median {np.median(values):.1f}%",
+                  ha="right", fontsize=8)
+    healthy = [case for case in cases.values() if not case.get("has_tumour")]
+    flagged = sum(1 for case in healthy if case.get("healthy_with_prediction"))
+    extra = f"; {len(healthy)} case(s) without tumour, {flagged} with a false lesion" if healthy else ""
+    axes.set(ylim=(0, 105), ylabel="Dice %",
+             title=f"Whole-tumour Dice per case ({len(scored)} with tumour, colour: true type){extra}")
 
 
 def _draw_confusion(axes: Any, confusion: np.ndarray) -> None:

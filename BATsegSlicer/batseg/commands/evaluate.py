@@ -1,7 +1,9 @@
 """`batseg evaluate`: score predicted label files against ground truth (Dice, HD95, detection).
 
-Prints the table on stdout; writes the full results as JSON (-o) and a PNG chart (--png) when
-asked. Output paths are checked before any case is scored, so a refusal costs nothing; an
+Prints the table on stdout; writes the full results as JSON (-o) and a PNG chart (--png: per-class
+Dice and HD95 with each case, type confusion, detection and false-positive rates, the per-case
+spread, titled with the model's name) when asked. The model is read from the CASE.report.json
+files `batseg predict` writes beside its label maps, or named with --model-name. Output paths are checked before any case is scored, so a refusal costs nothing; an
 output is never written over an input label file, even with --overwrite.
 """
 
@@ -24,7 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pred", required=True, help="predicted label file or folder of CASE.nii.gz files")
     parser.add_argument("--gt", required=True, help="ground-truth label file or folder of CASE.nii.gz files")
     parser.add_argument("-o", "--output", help="write the full results (every case) to this JSON file")
-    parser.add_argument("--png", help="write a chart (per-class Dice and HD95, type confusion) to this PNG file")
+    parser.add_argument(
+        "--png",
+        help="write a chart to this PNG file (per-class Dice and HD95 with each case, type confusion, detection and "
+        "false-positive rates, per-case Dice, the model's name)",
+    )
+    parser.add_argument(
+        "--model-name",
+        help="name of the model that made the predictions (default: read from the CASE.report.json files beside them)",
+    )
     parser.add_argument(
         "--min-overlap-mm3", type=float, default=None,
         help="overlap that makes a lesion detected, in mm3 (default: Lemay et al.'s 6 mm3, "
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise BATsegError(f"--min-overlap-mm3 {args.min_overlap_mm3} must be a finite number, zero or positive (mm3)")
     progress = Progress(args.progress)
     remove_stale_parts_beside(args.output, args.png)
-    results = evaluate_paths(args.pred, args.gt, progress, min_overlap_mm3=min_overlap_mm3)
+    results = evaluate_paths(args.pred, args.gt, progress, min_overlap_mm3=min_overlap_mm3, model_name=args.model_name)
     print(format_table(results), flush=True)
     outputs = {}
     if args.output:
