@@ -3,22 +3,32 @@
 For each case CASE (the input's file name without extension and without nnU-Net's `_0000`
 channel suffix, or the DICOM folder's name) it writes OUT_DIR/CASE.nii.gz (uint8 labels on the
 input's exact grid), CASE.report.json and CASE.report.csv, and on request
-CASE.probabilities.nii.gz and CASE.field.nii.gz (see `batseg.inference.pipeline`). Every output path is checked before the
-model is loaded. The model's disclaimer (trained on synthetic phantoms; not for clinical use)
-is printed once, before the first outputs are written.
+CASE.probabilities.nii.gz, CASE.field.nii.gz, CASE.qc.png (--qc, a quality-control picture) and
+CASE.seg.dcm (--dicom-seg, a DICOM Segmentation object for a DICOM input); with --cohort the run
+also writes OUT_DIR/cohort.csv and cohort.json, one row per case (see
+`batseg.inference.pipeline`). Every output path is checked before the model is loaded. The
+model's disclaimer (trained on synthetic phantoms; not for clinical use) is printed once, at the
+start of the run (on stdout with the progress bar, a log event with --progress json; with
+--progress quiet on stderr, before the first outputs are written).
 
-Exit status: 0 when every case was segmented, 2 when the input, an option or the model is
-wrong (one line on stderr per failed case; in a folder the other cases still run, and a last
-line says how many failed). A run refused before any work (an option, the model, an output
-that exists, is an input or is shared by two cases) writes nothing.
+A folder's image files are its cases (with --recursive, those of its whole tree: a BIDS folder);
+files named or made like label maps or masks are skipped with a note (`batseg.batch`). With
+--continue, cases whose outputs an earlier run completed are not segmented again.
+
+Exit status: 0 when every case was segmented (or skipped as a label map, or complete), 2 when
+the input, an option or the model is wrong (one line on stderr per failed case; in a folder the
+other cases still run, and a last line says how many failed). A run refused before any work (an
+option, the model, an output that exists, is an input or is shared by two cases) writes nothing.
 
 With ``--progress json`` (the Slicer module) each segmented case ends with one event
 ``{"event": "result", "case", "input", "outputs": {"labels", "report_json", "report_csv"
-[, "probabilities"][, "field"]}, "lesions", "total_volume_cm3", "timings": {"read",
-"preprocess", "predict", "resample back", "postprocess", "report", "write", "total"} (seconds),
-"peak_memory_mb", "warnings": [...], "details": {"model_shape", "tile", "tiles", "backend",
-"device", "tta", "resampling", ...}}``; warnings (the disclaimer, a non-sagittal image, a scan
-whose metadata says it is not T1: `batseg.acquisition`) are ``log`` events starting with "warning: ".
+[, "probabilities"][, "field"][, "qc"][, "dicom_seg"]}, "lesions", "total_volume_cm3", "timings":
+{"read", "preprocess", "predict", "resample back", "postprocess", "report", ["qc picture",]
+["dicom seg",] "write", "total"} (seconds), "peak_memory_mb", "warnings": [...], "details":
+{"model_shape", "tile", "tiles", "backend", "device", "tta", "resampling", ...}}``; a batch of
+several cases sends ``{"event": "progress", "stage": "cases", "done", "total"}`` before each
+case; warnings (the disclaimer, a non-sagittal image, a scan whose metadata says it is not T1:
+`batseg.acquisition`) are ``log`` events starting with "warning: ".
 """
 
 from __future__ import annotations
@@ -69,6 +79,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--save-probabilities", action="store_true", help="also write CASE.probabilities.nii.gz (classes 1-4)")
     parser.add_argument("--save-field", action="store_true", help="also write CASE.field.nii.gz (distance-field head output)")
+    parser.add_argument(
+        "--qc", action="store_true",
+        help="also write CASE.qc.png: the sagittal slice through each lesion with the labels in the tumour colours",
+    )
+    parser.add_argument(
+        "--dicom-seg", action="store_true",
+        help="also write CASE.seg.dcm, a DICOM Segmentation object referencing the source series (DICOM inputs)",
+    )
+    parser.add_argument(
+        "--cohort", action="store_true",
+        help="also write OUT_DIR/cohort.csv and cohort.json: one row per case (model, settings, lesions, volumes, "
+        "warnings, time)",
+    )
+    parser.add_argument(
+        "--continue", dest="resume", action="store_true",
+        help="resume an interrupted batch: cases whose outputs are complete (same model and settings) are skipped",
+    )
+    parser.add_argument(
+        "--recursive", action="store_true",
+        help="search the input folder's sub-folders for images too (a BIDS tree; derivatives/ is left out)",
+    )
+    parser.add_argument(
+        "--cord-masks", metavar="PATH",
+        help="spinal cord mask(s) on the scans' grids (a file for one case, or a folder of CASE.nii.gz or "
+        "CASE_seg.nii.gz): the report then says whether each lesion lies inside or outside the cord",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
     parser.set_defaults(func=run)
@@ -96,6 +132,8 @@ def options_from(args: argparse.Namespace):
     if not math.isfinite(min_volume) or min_volume < 0:  # inf would remove every lesion, nan none
         raise BATsegError(f"--min-volume {args.min_volume} must be a finite number, zero or positive (mm3)")
     check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
+    from batseg.batch import check_cord_masks
+
     return PredictOptions(
         tta=args.tta,
         postprocess=not args.no_postprocess,
@@ -104,6 +142,13 @@ def options_from(args: argparse.Namespace):
         save_probabilities=args.save_probabilities,
         save_field=args.save_field,
         overwrite=args.overwrite,
+        qc=getattr(args, "qc", False),
+        dicom_seg=getattr(args, "dicom_seg", False),
+        cohort=getattr(args, "cohort", False),
+        resume=getattr(args, "resume", False),
+        cord_masks=check_cord_masks(getattr(args, "cord_masks", None)),
+        min_volume_from="option" if args.min_volume is not None else "default",
+        one_type_from="option" if args.one_type_per_lesion is not None else "default",
     )
 
 
@@ -113,13 +158,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from batseg.atomic_files import remove_stale_parts
+    from batseg.batch import find_batch_cases
     from batseg.errors import BATsegError
-    from batseg.inference.pipeline import check_outputs, segment_cases
+    from batseg.inference.pipeline import (
+        check_outputs, complete_cases, model_identity, resumed_cases, run_settings, segment_cases, write_cohort,
+    )
     from batseg.inference.predictor import Predictor
     from batseg.inference.sliding_window import parse_tile
-    from batseg.io import find_cases
     from batseg.models import resolve_model
-    from batseg.postprocess_settings import recommended_min_volume, recommended_one_type_per_lesion
+    from batseg.postprocess_settings import POSTPROCESSING_KEY, recommended_min_volume, recommended_one_type_per_lesion
     from batseg.progress import Progress
 
     progress = Progress(args.progress)
@@ -129,20 +176,29 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise BATsegError(f"output {out_dir} is a file; give a folder")
     source = _named_input(args.input)
-    cases = find_cases(source)
     if source.is_dir() and out_dir.exists() and out_dir.resolve() == source.resolve():
         raise BATsegError("the output folder is the input folder; write the results to another folder")
+    cases, skipped = find_batch_cases(source, recursive=args.recursive, exclude=(out_dir,))
+    if options.cord_masks is not None and options.cord_masks.is_file() and len(cases) > 1:
+        raise BATsegError(
+            f"--cord-masks {options.cord_masks} is one file but the input holds {len(cases)} cases; give a folder "
+            "of CASE_seg.nii.gz masks"
+        )
     check_outputs(cases, out_dir, options)
+    complete = complete_cases(cases, out_dir, options)
     predictor = Predictor(
         resolve_model(args.model), device=args.device, backend=args.backend, threads=args.threads, tile=tile,
         progress=progress,
     )
+    chosen_by_model = "model" if POSTPROCESSING_KEY in predictor.manifest else "default"
     if args.min_volume is None and options.postprocess:
-        options = replace(options, min_volume_mm3=recommended_min_volume(predictor.manifest))
+        options = replace(options, min_volume_mm3=recommended_min_volume(predictor.manifest), min_volume_from=chosen_by_model)
     if args.one_type_per_lesion is None and options.postprocess:
-        options = replace(options, one_type_per_lesion=recommended_one_type_per_lesion(predictor.manifest))
+        options = replace(options, one_type_per_lesion=recommended_one_type_per_lesion(predictor.manifest),
+                          one_type_from=chosen_by_model)
     if options.save_field and not predictor.field_channels:
         raise BATsegError(f"model {predictor.manifest.get('name')!r} has no distance-field head; drop --save-field")
+    resumed = resumed_cases(complete, model_identity(predictor.manifest), run_settings(options, predictor), options)
     _log_removed(progress, remove_stale_parts(out_dir))
     disclaimer_shown = []
 
@@ -150,6 +206,14 @@ def run(args: argparse.Namespace) -> int:
         if not disclaimer_shown:
             _warn(progress, predictor.disclaimer)
             disclaimer_shown.append(True)
+
+    if progress.mode == "bar":
+        # Once, before any case's log; on stdout, so that a refused case's stderr stays its one error line.
+        print(f"batseg: {' '.join(predictor.disclaimer.split())}", flush=True)
+        disclaimer_shown.append(True)
+    elif progress.mode == "json":
+        show_disclaimer()
+    _log_batch(progress, cases, skipped, options)
 
     def report(result: dict) -> None:
         for message in result["warnings"]:
@@ -161,11 +225,42 @@ def run(args: argparse.Namespace) -> int:
                 f"{result['outputs']['labels']} ({result['timings']['total']:.1f} s)\n"
             )
 
-    failed = segment_cases(predictor, cases, out_dir, options, progress, report, before_write=show_disclaimer)
-    if failed:
-        shown = ", ".join(failed[:10]) + (", ..." if len(failed) > 10 else "")
-        progress.error(f"{len(failed)} of {len(cases)} cases failed ({shown}); the others were segmented")
-    return 2 if failed else 0
+    outcome = segment_cases(
+        predictor, cases, out_dir, options, progress, report, before_write=show_disclaimer, resumed=resumed,
+        skipped=skipped,
+    )
+    if options.cohort:
+        run_facts = {
+            "created": run_settings(options, predictor)["created"],
+            "input": str(source),
+            "output": str(out_dir),
+            "model": model_identity(predictor.manifest),
+            "disclaimer": predictor.disclaimer,
+        }
+        written = write_cohort(outcome.rows, out_dir, options, run_facts)
+        progress.log(f"cohort table ({len(outcome.rows)} rows): {written[0]} and {written[1].name}")
+    if outcome.skipped:
+        progress.log(f"{len(outcome.skipped)} input(s) skipped as label maps or masks: {_shown(outcome.skipped)}")
+    if outcome.failed:
+        progress.error(
+            f"{len(outcome.failed)} of {len(cases)} cases failed ({_shown(outcome.failed)}); the others were segmented"
+        )
+    return 2 if outcome.failed else 0
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+
+
+def _log_batch(progress, cases: list, skipped: list, options) -> None:
+    """Notes before the first case: inputs skipped while listing, cases without a DICOM SEG."""
+    if skipped:
+        names = ", ".join(entry.path.name for entry in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        progress.log(f"{len(skipped)} file(s) skipped, not segmented (label maps or masks by their name or kind): {names}")
+    if options.dicom_seg:
+        others = [case.name for case in cases if case.kind != "dicom"]
+        if others:
+            progress.log(f"no DICOM SEG for {len(others)} case(s) that are not DICOM series: {_shown(others)}")
 
 
 def _named_input(given: str):

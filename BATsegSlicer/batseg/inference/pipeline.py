@@ -8,7 +8,12 @@ folder's name), all written atomically into OUT_DIR:
   holds the run's warnings and the input's acquisition facts (`batseg.acquisition`: a scan whose
   metadata says it is not T1, e.g. a T2 series loaded by mistake, gets a warning);
 - CASE.probabilities.nii.gz (option): 4-component float32 image, tumour classes 1-4;
-- CASE.field.nii.gz (option): the distance-field head's output, one component per channel.
+- CASE.field.nii.gz (option): the distance-field head's output, one component per channel;
+- CASE.qc.png (option `qc`): the quality-control picture (`batseg.qc_picture`);
+- CASE.seg.dcm (option `dicom_seg`, DICOM inputs only): a DICOM Segmentation object
+  referencing the source series (`batseg.dicom_seg`).
+The run as a whole writes, with option `cohort`, OUT_DIR/cohort.csv and cohort.json: one row
+per case (`batseg.cohort`).
 
 Every output path is checked before any work starts (an existing file is replaced only with
 `overwrite`), and when writing fails half-way the files this run already wrote for the case
@@ -25,22 +30,38 @@ the run is refused before any work.
 
 In a folder of inputs, one failing case (a bad image, memory exhausted, a file-system error,
 even an unexpected error) never stops the others: `segment_cases` reports it in one line and
-goes on; the command then exits with status 2 after a summary line.
+goes on; the command then exits with status 2 after a summary line. An input that turns out to
+be a label map or mask (`batseg.batch.label_map_reason`) is skipped with a note in a batch and
+refused in one line when it is the only input. Before each case of a batch a line says
+"case i/N" with an estimate of the time left (the mean time of the cases done so far).
+
+Resuming (`resume`, `batseg predict --continue`): a case whose outputs are all present (every
+file this run would write, no optional output it would not, a readable report of that case) is
+complete; it is not segmented again, provided its report names the same model (name, version,
+weights sha256) and settings (postprocessing, minimum volume, one type per lesion, TTA). A
+complete case made with another model or other settings is refused before any work unless
+`overwrite` is given (then it is segmented again). Since a case's outputs are renamed into
+place together, an interrupted batch leaves complete cases and cases without outputs only.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import SimpleITK as sitk
 
-from batseg import acquisition
+from batseg import __version__, acquisition
 from batseg.atomic_files import check_can_write, write_all_or_nothing
+from batseg.batch import NotAScan, Skipped, cord_mask_path, label_map_reason, read_cord_mask
+from batseg.cohort import COHORT_CSV, COHORT_JSON, cohort_files, is_own_table, row_from_report, row_without_report
+from batseg.dicom_seg import SEG_SUFFIX
 from batseg.errors import BATsegError
 from batseg.field_of_view import geometry_warnings
 from batseg.inference.backends import is_out_of_memory
@@ -50,11 +71,21 @@ from batseg.io import Case, image_suffix, image_writer, read_image, vector_image
 from batseg.postprocess import postprocess
 from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3
 from batseg.progress import Progress
+from batseg.qc_picture import QC_SUFFIX
 from batseg.report import lesion_report, report_files
 
 LABEL_SUFFIX = ".nii.gz"
 # Outputs written only on request, by kind: each belongs to its case's set even when not asked for.
-OPTIONAL_SUFFIXES = {"probabilities": ".probabilities.nii.gz", "field": ".field.nii.gz"}
+OPTIONAL_SUFFIXES = {
+    "probabilities": ".probabilities.nii.gz",
+    "field": ".field.nii.gz",
+    "qc": QC_SUFFIX,
+    "dicom_seg": SEG_SUFFIX,
+}
+# The run's own outputs (option `cohort`), by kind.
+RUN_OUTPUT_NAMES = {"cohort_csv": COHORT_CSV, "cohort_json": COHORT_JSON}
+# The settings a resumed case's report must share with the run (besides the model).
+RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "one_type_per_lesion", "tta")
 
 
 @dataclass(frozen=True)
@@ -68,27 +99,110 @@ class PredictOptions:
     save_probabilities: bool = False
     save_field: bool = False
     overwrite: bool = False
+    qc: bool = False  # CASE.qc.png
+    dicom_seg: bool = False  # CASE.seg.dcm for DICOM inputs
+    cohort: bool = False  # OUT_DIR/cohort.csv and cohort.json
+    resume: bool = False  # skip complete cases (--continue)
+    cord_masks: Path | None = None  # a spinal cord mask file (one case) or a folder of CASE_seg masks
+    min_volume_from: str = "option"  # where the minimum volume came from: option, model or default
+    one_type_from: str = "option"  # where the one-type-per-lesion choice came from
 
 
-def output_paths(name: str, out_dir: Path, options: PredictOptions, every_kind: bool = False) -> dict[str, Path]:
-    """The files a case will write, by kind; with `every_kind`, also the optional ones not asked for."""
+def output_paths(
+    name: str, out_dir: Path, options: PredictOptions, every_kind: bool = False, dicom: bool = True
+) -> dict[str, Path]:
+    """The files a case will write, by kind; with `every_kind`, also the optional ones not asked for.
+
+    `dicom`: whether the case is a DICOM series (only those get a DICOM SEG).
+    """
     paths = {
         "labels": out_dir / f"{name}{LABEL_SUFFIX}",
         "report_json": out_dir / f"{name}.report.json",
         "report_csv": out_dir / f"{name}.report.csv",
     }
-    wanted = {"probabilities": options.save_probabilities, "field": options.save_field}
+    wanted = {
+        "probabilities": options.save_probabilities, "field": options.save_field, "qc": options.qc,
+        "dicom_seg": options.dicom_seg and dicom,
+    }
     for kind, suffix in OPTIONAL_SUFFIXES.items():
         if wanted[kind] or every_kind:
             paths[kind] = out_dir / f"{name}{suffix}"
     return paths
 
 
-def stale_outputs(name: str, out_dir: Path, options: PredictOptions) -> list[Path]:
+def case_output_paths(case: Case, out_dir: Path, options: PredictOptions, every_kind: bool = False) -> dict[str, Path]:
+    """`output_paths` of a case (a DICOM SEG only for a DICOM series)."""
+    return output_paths(case.name, out_dir, options, every_kind, dicom=case.kind == "dicom")
+
+
+def run_output_paths(out_dir: Path, options: PredictOptions) -> dict[str, Path]:
+    """The run's own outputs (the cohort table), by kind; none without option `cohort`."""
+    return {kind: out_dir / name for kind, name in RUN_OUTPUT_NAMES.items()} if options.cohort else {}
+
+
+def stale_outputs(name: str, out_dir: Path, options: PredictOptions, dicom: bool = True) -> list[Path]:
     """Existing outputs of an earlier run of case `name` that this run does not write anew."""
-    written = output_paths(name, out_dir, options)
-    every = output_paths(name, out_dir, options, every_kind=True)
+    written = output_paths(name, out_dir, options, dicom=dicom)
+    every = output_paths(name, out_dir, options, every_kind=True, dicom=dicom)
     return [path for kind, path in every.items() if kind not in written and os.path.lexists(path)]
+
+
+def complete_cases(cases: list[Case], out_dir: Path, options: PredictOptions) -> dict[str, dict[str, Any]]:
+    """Case name -> its report, for the cases whose outputs of this run are all there (`resume` only).
+
+    Complete: every output this run would write is a file, no optional output it would not
+    write exists, and the report JSON is readable and names the case.
+    """
+    if not options.resume:
+        return {}
+    complete = {}
+    for case in cases:
+        written = case_output_paths(case, out_dir, options)
+        if not all(path.is_file() for path in written.values()):
+            continue
+        if stale_outputs(case.name, out_dir, options, dicom=case.kind == "dicom"):
+            continue
+        try:
+            report = json.loads(written["report_json"].read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(report, dict) and report.get("case_id") == case.name:
+            complete[case.name] = report
+    return complete
+
+
+def resumed_cases(
+    complete: dict[str, dict[str, Any]], model: dict[str, Any], settings: dict[str, Any], options: PredictOptions
+) -> dict[str, dict[str, Any]]:
+    """The complete cases that this run skips: those made with its model and settings.
+
+    A complete case made otherwise is refused (one line) without `overwrite`, and segmented
+    again with it (module docstring).
+    """
+    kept = {}
+    for name, report in complete.items():
+        difference = _difference(report, model, settings)
+        if difference is None:
+            kept[name] = report
+        elif not options.overwrite:
+            raise BATsegError(
+                f"case {name}'s outputs were made with {difference}; --continue resumes a run with the same model "
+                "and settings: pass --overwrite to segment it again, or choose another output folder"
+            )
+    return kept
+
+
+def _difference(report: dict[str, Any], model: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """What differs between a case's report and this run (None: nothing that changes the labels)."""
+    made_with = report.get("model") or {}
+    for key in ("weights_sha256", "name", "version"):
+        if made_with.get(key) != model.get(key):
+            return f"another model ({made_with.get('name')} {made_with.get('version')}, this run: {model.get('name')} {model.get('version')})"
+    earlier = report.get("settings") or {}
+    for key in RESUME_SETTINGS:
+        if earlier.get(key) != settings.get(key):
+            return f"other settings ({key} {earlier.get(key)}, this run: {settings.get(key)})"
+    return None
 
 
 def check_outputs(cases: list[Case], out_dir: Path, options: PredictOptions) -> None:
@@ -97,16 +211,22 @@ def check_outputs(cases: list[Case], out_dir: Path, options: PredictOptions) -> 
     An input is never overwritten, even with `overwrite`: a label map written over the image it
     came from would destroy the user's data. An output of an earlier run that this run would
     leave beside its new outputs exists as far as `overwrite` is concerned (module docstring).
+    With `resume`, the outputs of complete cases are kept, not refused (`complete_cases`).
     """
     for case in cases:
         _check_case_name(case)
     _check_no_shared_names(cases, out_dir)
+    _check_dicom_seg(cases, out_dir, options)
     inputs = _input_files(cases)
+    _check_run_outputs(cases, out_dir, options, inputs)
+    complete = complete_cases(cases, out_dir, options)
     for case in cases:
-        written = output_paths(case.name, out_dir, options)
-        for kind, path in output_paths(case.name, out_dir, options, every_kind=True).items():
+        written = case_output_paths(case, out_dir, options)
+        for kind, path in case_output_paths(case, out_dir, options, every_kind=True).items():
             if path.resolve() in inputs or _file_id(path) in inputs:
                 raise BATsegError(f"output {path} would replace an input image; choose another output folder")
+            if case.name in complete:
+                continue  # kept as they are (resume)
             if kind in written:
                 check_can_write(path, options.overwrite)
             elif path.is_dir():
@@ -116,6 +236,47 @@ def check_outputs(cases: list[Case], out_dir: Path, options: PredictOptions) -> 
                     f"output {path} exists from an earlier run and would not match this run's outputs; "
                     "pass --overwrite (it is then removed) or choose another output folder"
                 )
+
+
+def _check_dicom_seg(cases: list[Case], out_dir: Path, options: PredictOptions) -> None:
+    """A DICOM SEG needs a DICOM input, and is never written into a folder of an input series
+    (it would join that series' folder and make it two series for the next run)."""
+    if not options.dicom_seg:
+        return
+    dicom = [case for case in cases if case.kind == "dicom"]
+    if not dicom:
+        raise BATsegError(
+            "--dicom-seg writes a DICOM SEG for DICOM inputs, and the input holds none (NIfTI, NRRD or MetaImage "
+            "files); drop --dicom-seg"
+        )
+    target = out_dir.absolute()
+    for case in dicom:
+        if target == case.path.absolute() or target.resolve() == case.path.resolve():
+            raise BATsegError(
+                f"the output folder {out_dir} holds the DICOM series {case.name}; write the DICOM SEG elsewhere"
+            )
+
+
+def _check_run_outputs(cases: list[Case], out_dir: Path, options: PredictOptions, inputs: set) -> None:
+    """The cohort table: never an input, never a case's output name; an existing one needs
+    `overwrite`, or `resume` when batseg wrote it (`batseg.cohort.is_own_table`)."""
+    names = {
+        path.name.casefold(): case.name
+        for case in cases for path in case_output_paths(case, out_dir, options, every_kind=True).values()
+    }
+    for path in run_output_paths(out_dir, options).values():
+        if path.resolve() in inputs or _file_id(path) in inputs:
+            raise BATsegError(f"output {path} would replace an input; choose another output folder")
+        if path.name.casefold() in names:
+            raise BATsegError(f"input {names[path.name.casefold()]} would write {path.name}, the cohort table; rename it")
+        if path.is_dir():
+            raise BATsegError(f"output {path} is a folder: move it away or choose another output folder")
+        if os.path.lexists(path) and not options.overwrite and not (options.resume and is_own_table(path)):
+            raise BATsegError(
+                f"output {path} already exists: pass --overwrite, --continue (to resume the run that wrote it) "
+                "or choose another output folder"
+            )
+        check_can_write(path, True)
 
 
 def _check_case_name(case: Case) -> None:
@@ -135,7 +296,7 @@ def _check_no_shared_names(cases: list[Case], out_dir: Path) -> None:
     """
     owners: dict[str, tuple[str, str]] = {}
     for case in cases:
-        for kind, path in output_paths(case.name, out_dir, PredictOptions(), every_kind=True).items():
+        for kind, path in output_paths(case.name, out_dir, PredictOptions(), every_kind=True, dicom=True).items():
             key = path.name.casefold()  # macOS and Windows disks do not tell A.nii.gz from a.nii.gz
             other = owners.setdefault(key, (case.name, kind))
             if other[0] != case.name:
@@ -198,18 +359,38 @@ def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, opt
     return image
 
 
-def _write_all(outputs: dict[str, tuple[Any, Any]], overwrite: bool, stale: list[Path]) -> None:
-    """Write every output of the case, all or nothing: a failure leaves earlier results intact.
+def run_settings(options: PredictOptions, predictor: Predictor) -> dict[str, Any]:
+    """The settings of this run as the report and the cohort table record them."""
+    return {
+        "postprocess": options.postprocess,
+        "min_volume_mm3": float(options.min_volume_mm3) if options.postprocess else 0.0,
+        "min_volume_from": options.min_volume_from if options.postprocess else "off (--no-postprocess)",
+        "one_type_per_lesion": options.one_type_per_lesion,
+        "one_type_per_lesion_from": options.one_type_from,
+        "tta": options.tta,
+        "tile": _tile_text(getattr(predictor, "tile_mode", "auto")),
+        "backend": getattr(predictor, "backend_name", None),
+        "device": getattr(predictor, "device", None),
+        "batseg_version": __version__,
+        "created": _now(),
+    }
 
-    `stale` outputs of an earlier run are removed with the new set's writing (`overwrite` only).
-    """
-    files: list[tuple] = []
-    for kind, (path, payload) in outputs.items():
-        if kind == "report":
-            files += report_files(payload, *path)
-        else:
-            files.append((path, image_writer(payload), image_suffix(path)))
-    write_all_or_nothing(files, overwrite, obsolete=stale)
+
+def _now() -> str:
+    """The date and time now, UTC, ISO 8601 to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _tile_text(tile: Any) -> str:
+    return tile if isinstance(tile, str) else ",".join(str(int(v)) for v in tile)
+
+
+def model_identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the report says of the model: name, version, weights sha256 (and its parent when derived)."""
+    identity = {key: manifest.get(key) for key in ("name", "version", "weights_sha256")}
+    if isinstance(manifest.get("derived_from"), dict):
+        identity["derived_from"] = manifest["derived_from"]
+    return identity
 
 
 def segment_case(
@@ -222,49 +403,83 @@ def segment_case(
 ) -> dict[str, Any]:
     """Run one case end to end; returns its result (outputs, timings, lesion count, warnings).
 
-    `before_write()` is called once the results exist and before anything is written (the
-    command prints its disclaimer there, so a failed case prints nothing but its error).
+    `before_write()` is called once the results exist and before anything is written.
     """
+    return _segment_case(predictor, case, out_dir, options, progress, before_write)[0]
+
+
+def _segment_case(
+    predictor: Predictor,
+    case: Case,
+    out_dir: Path,
+    options: PredictOptions,
+    progress: Progress,
+    before_write: Callable[[], None] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`segment_case`, also returning the case's lesion report."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
+    settings = {**(run_settings(options, predictor) if settings is None else settings), "created": _now()}
 
     def stage(name: str):
         return _TimedStage(progress, name, timings)
 
     with stage("read"):
         image = read_image(case, lambda info: predictor.check_memory(info, case.name, options.save_field))
+        reason = label_map_reason(image)
+        if reason:
+            raise NotAScan(f"{case.path.name if case.kind == 'file' else case.name} is {reason}; give the MRI scan")
+        mask_path = cord_mask_path(case, options.cord_masks, single=True)
+        cord = None if mask_path is None else read_cord_mask(mask_path, image, case.name)
     facts = acquisition.of_case(case)
     prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field)
     timings.update(prediction.timings)
     # Contrast from the metadata, geometry from the header: both say when the input is not what
     # the model was trained on (sagittal T1 Gd slices covering the cord in context).
     warnings = prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w] + geometry_warnings(image)
+    if options.cord_masks is not None and mask_path is None:
+        warnings.append(f"no spinal cord mask for this case in {options.cord_masks}: inside or outside the cord unknown")
     with stage("postprocess"):
         labels = postprocess_labels(prediction.labels, prediction.probabilities, options)
+    model = model_identity(predictor.manifest)
     with stage("report"):
-        report = lesion_report(labels, prediction.probabilities, case.name)
+        report = lesion_report(labels, prediction.probabilities, case.name, cord_mask=cord)
         report["source"] = str(case.path)
         report["disclaimer"] = predictor.disclaimer  # what this model was trained on
-        report["model"] = {
-            "name": predictor.manifest.get("name"),
-            "version": predictor.manifest.get("version"),
-            "weights_sha256": predictor.manifest.get("weights_sha256"),
-        }
+        report["model"] = model
+        report["settings"] = settings
+        report["cord_mask_file"] = None if mask_path is None else str(mask_path)
         report["acquisition"] = facts.as_dict()  # what the scanner metadata says of the contrast
         report["warnings"] = warnings
-    paths = output_paths(case.name, out_dir, options)
-    outputs: dict[str, tuple[Any, Any]] = {"labels": (paths["labels"], labels)}
+    paths = case_output_paths(case, out_dir, options)
+    files: list[tuple] = [(paths["labels"], image_writer(labels), image_suffix(paths["labels"]))]
     if options.save_probabilities:
-        outputs["probabilities"] = (paths["probabilities"], vector_image(prediction.probabilities, image))
+        files.append((paths["probabilities"], image_writer(vector_image(prediction.probabilities, image)), image_suffix(paths["probabilities"])))
     if options.save_field:
-        outputs["field"] = (paths["field"], vector_image(prediction.field, image))
-    outputs["report"] = ((paths["report_json"], paths["report_csv"]), report)
+        files.append((paths["field"], image_writer(vector_image(prediction.field, image)), image_suffix(paths["field"])))
+    if "qc" in paths:
+        from batseg.qc_picture import qc_writer
+
+        with stage("qc picture"):
+            files.append((paths["qc"], qc_writer(image, labels, report, model, predictor.disclaimer), ".png"))
+    if "dicom_seg" in paths:
+        from batseg.dicom_seg import build_segmentation, seg_writer, series_slices
+
+        with stage("dicom seg"):
+            source_files, gap = series_slices(case)
+            segmentation = build_segmentation(
+                sitk.GetArrayViewFromImage(labels), source_files, case.name, model, settings, gap,
+            )
+            files.append((paths["dicom_seg"], seg_writer(segmentation), ".dcm"))
+    report["processing_seconds"] = round(time.perf_counter() - start, 3)
+    files += report_files(report, paths["report_json"], paths["report_csv"])
     if before_write is not None:
         before_write()
     with stage("write"):
-        _write_all(outputs, options.overwrite, stale_outputs(case.name, out_dir, options))
+        write_all_or_nothing(files, options.overwrite, obsolete=stale_outputs(case.name, out_dir, options, case.kind == "dicom"))
     timings["total"] = time.perf_counter() - start
-    return {
+    result = {
         "case": case.name,
         "input": str(case.path),
         "outputs": {kind: str(path) for kind, path in paths.items()},
@@ -275,6 +490,24 @@ def segment_case(
         "warnings": warnings,
         "details": prediction.details,
     }
+    return result, report
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch did: the failed, skipped and resumed cases, and the cohort table's rows."""
+
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    segmented: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def __iter__(self):  # `failed = segment_cases(...)` of earlier callers still reads the failed names
+        return iter(self.failed)
+
+    def __len__(self) -> int:
+        return len(self.failed)
 
 
 def segment_cases(
@@ -285,18 +518,45 @@ def segment_cases(
     progress: Progress,
     on_result: Callable[[dict[str, Any]], None],
     before_write: Callable[[], None] | None = None,
-) -> list[str]:
-    """`segment_case` for every case, `on_result` for each success; returns the failed case names.
+    resumed: dict[str, dict[str, Any]] | None = None,
+    skipped: list[Skipped] = (),
+) -> BatchOutcome:
+    """`segment_case` for every case not in `resumed`, `on_result` for each success.
 
     A single case's error is raised (as a BATsegError where it is the user's or the machine's,
     unchanged where it is a bug). In a batch each failure is one error line naming the case and
     the next case runs: a bad image, exhausted memory or a bug in one case says nothing about
-    the others. KeyboardInterrupt (Ctrl-C, SIGTERM) is no failure and stops the batch.
+    the others; a label map or mask is skipped with a note. KeyboardInterrupt (Ctrl-C, SIGTERM)
+    is no failure and stops the batch. Before each case of a batch, "case i/N" and the time left.
+    `resumed`: complete cases of an earlier run (name -> report), not segmented again;
+    `skipped`: inputs left out while listing them (label maps by name). Both join the cohort rows.
     """
-    failed = []
+    resumed = resumed or {}
+    outcome = BatchOutcome()
+    settings = run_settings(options, predictor)
+    todo = [case for case in cases if case.name not in resumed]
+    if resumed:
+        progress.log(f"--continue: {len(resumed)} of {len(cases)} cases already complete in {out_dir}, not segmented again")
+    seconds: list[float] = []
+    number = 0
     for case in cases:
+        if case.name in resumed:
+            outcome.resumed.append(case.name)
+            outcome.rows.append(row_from_report(resumed[case.name], "resumed", resumed[case.name].get("processing_seconds")))
+            continue
+        number += 1
+        if len(todo) > 1:
+            _announce(progress, number, len(todo), case.name, seconds)
+        start = time.perf_counter()
         try:
-            result = segment_case(predictor, case, out_dir, options, progress, before_write=before_write)
+            result, report = _segment_case(predictor, case, out_dir, options, progress, before_write, settings)
+        except NotAScan as exc:
+            if len(cases) == 1:
+                raise
+            progress.log(f"{case.name}: skipped, not segmented: {exc}")
+            outcome.skipped.append(case.name)
+            outcome.rows.append(row_without_report(case.name, str(case.path), "skipped", str(exc)))
+            continue
         except Exception as exc:
             error = case_error(exc, case.name)
             if len(cases) == 1:
@@ -306,10 +566,55 @@ def segment_cases(
             if error is None:  # a bug, yet one line too: it says nothing about the other cases
                 error = BATsegError(f"unexpected {type(exc).__name__}: {exc} (a bug in batseg; please report it)")
             progress.error(f"{case.name}: {error}", case=case.name)
-            failed.append(case.name)
+            outcome.failed.append(case.name)
+            outcome.rows.append(row_without_report(case.name, str(case.path), "failed", str(error),
+                                                   time.perf_counter() - start))
+            seconds.append(time.perf_counter() - start)
             continue
+        seconds.append(time.perf_counter() - start)
+        outcome.segmented.append(case.name)
+        outcome.rows.append(row_from_report(report, "segmented", result["timings"]["total"]))
         on_result(result)
-    return failed
+    for entry in skipped:
+        outcome.rows.append(row_without_report(entry.path.name, str(entry.path), "skipped", entry.reason))
+    return outcome
+
+
+def _announce(progress: Progress, number: int, total: int, name: str, seconds: list[float]) -> None:
+    """"case i/N: NAME" before a case of a batch, with the time left once a case has run."""
+    left = ""
+    if seconds:
+        remaining = sum(seconds) / len(seconds) * (total - number + 1)
+        left = f" (about {_duration(remaining)} left)"
+    message = f"case {number}/{total}: {name}{left}"
+    if progress.mode == "json":
+        progress.update("cases", number - 1, total)
+    progress.log(message)
+
+
+def _duration(seconds: float) -> str:
+    """A rough duration for the time left: seconds, minutes, or hours and minutes."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def write_cohort(rows: list[dict[str, Any]], out_dir: Path, options: PredictOptions, run: dict[str, Any]) -> list[Path]:
+    """Write the cohort table (CSV and JSON, all or nothing); [] without option `cohort`.
+
+    An existing table is replaced with `overwrite`, or with `resume` when batseg wrote it
+    (checked before any work by `check_outputs`).
+    """
+    paths = run_output_paths(out_dir, options)
+    if not paths:
+        return []
+    replace = options.overwrite or (options.resume and all(
+        is_own_table(path) for path in paths.values() if os.path.lexists(path)
+    ))
+    return write_all_or_nothing(cohort_files(rows, run, paths["cohort_csv"], paths["cohort_json"]), replace)
 
 
 def case_error(exc: Exception, name: str) -> BATsegError | None:
