@@ -23,10 +23,20 @@ Decisions:
   as predicted (the simpler output).
 - Candidates: 0 (keep every lesion) to 1000 mm3 (1 cm3), on a roughly logarithmic scale that
   includes the engine's default (20 mm3) and Lemay et al.'s 200 mm3.
+- Sanity warnings (`validation_warnings`): without a case free of tumour, false lesions on
+  healthy scans cannot weigh in the choice; with fewer than `MIN_CASES_PER_TYPE` cases of a
+  tumour type, the choice rests on a handful of its lesions. The tuning still runs; the warnings
+  are printed and recorded with the choice.
+- Identity (`tuned_identity`): the tuned copy has the parent's weights, so name, version and
+  weights hash alone could not tell their reports apart. It gets its own version, the parent's
+  with a local part naming the choice (0.6.0 -> 0.6.0+pp.1a2b3c4d, the first 8 hex digits of
+  the sha256 of the postprocessing entry; `--version` sets another), and records its parent
+  under "derived_from" (name, version, weights sha256, and what derived it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -39,6 +49,7 @@ import SimpleITK as sitk
 from batseg.errors import BATsegError
 from batseg.evaluation import check_same_geometry, read_label_file
 from batseg.io import Case, find_cases, read_image
+from batseg.labels import TUMOUR_CLASSES
 from batseg.metrics import aggregate, evaluate_case
 from batseg.postprocess import postprocess
 from batseg.postprocess_settings import POSTPROCESSING_KEY
@@ -51,6 +62,8 @@ ONE_TYPE_OPTIONS: tuple[bool, ...] = (False, True)
 TIE_TOLERANCE = 1e-6
 # The largest minimum volume a manifest may record (batseg.manifest_schema's bound): 10 litres.
 MAX_MIN_VOLUME_MM3 = 1e7
+# Fewer validation cases of a tumour type than this make the choice rest on a handful of its lesions.
+MIN_CASES_PER_TYPE = 5
 
 
 @dataclass
@@ -73,6 +86,7 @@ class Tuning:
 
     cases: int
     candidates: list[Candidate] = field(default_factory=list)
+    types_per_case: list[list[str]] = field(default_factory=list)  # the tumour types in each case's truth
 
     @property
     def chosen(self) -> Candidate:
@@ -174,9 +188,11 @@ def tune_postprocessing(
     check_candidates(candidates)
     settings = [(float(v), bool(one)) for one in one_type_options for v in candidates]
     results: dict[tuple[float, bool], list[dict[str, Any]]] = {setting: [] for setting in settings}
+    types_per_case = []
     for index, (case, label_path) in enumerate(pairs, start=1):
         # `batseg evaluate`'s own reading and grid check, so both score the same label maps.
         truth, gt = read_label_file(label_path)
+        types_per_case.append([c.key for c in TUMOUR_CLASSES if np.any(gt == c.value)])
         predicted, probabilities = predict_raw(read_image(case))
         check_same_geometry(predicted, truth, case.name)
         raw = sitk.GetArrayFromImage(predicted)
@@ -191,9 +207,27 @@ def tune_postprocessing(
                 results[(volume, one_type)].append(evaluate_case(final, gt, spacing))
         if on_case is not None:
             on_case(index, len(pairs))
-    tuning = Tuning(cases=len(pairs))
+    tuning = Tuning(cases=len(pairs), types_per_case=types_per_case)
     tuning.candidates = [score_candidate(setting, case_results) for setting, case_results in results.items()]
     return tuning
+
+
+def validation_warnings(tuning: Tuning, min_per_type: int = MIN_CASES_PER_TYPE) -> list[str]:
+    """What the validation cases cannot tell (module docstring), one line each."""
+    warnings = []
+    if tuning.types_per_case and all(tuning.types_per_case):
+        warnings.append(
+            f"none of the {tuning.cases} validation cases is free of tumour: false lesions on healthy scans cannot "
+            "weigh in the choice; add healthy cases"
+        )
+    for tumour in TUMOUR_CLASSES:
+        count = sum(tumour.key in types for types in tuning.types_per_case)
+        if count < min_per_type:
+            warnings.append(
+                f"only {count} validation case(s) hold a {tumour.key} (fewer than {min_per_type}): the choice rests on "
+                "few lesions of this type"
+            )
+    return warnings
 
 
 def manifest_entry(tuning: Tuning, data: str | Path) -> dict[str, Any]:
@@ -207,7 +241,27 @@ def manifest_entry(tuning: Tuning, data: str | Path) -> dict[str, Any]:
             "chosen_on": f"{tuning.cases} validation cases of {Path(data).name} by batseg tune-postprocess",
             "criterion": "mean of (mean Dice over tumour classes, lesion detection F1)",
             "score": round(chosen.score, 4),
+            "warnings": validation_warnings(tuning),
         }
+    }
+
+
+def tuned_identity(parent: dict[str, Any], entry: dict[str, Any], version: str | None = None) -> dict[str, Any]:
+    """The tuned copy's own version and its parent ("derived_from"): see the module docstring."""
+    digest = hashlib.sha256(
+        json.dumps({"parent": parent.get("weights_sha256"), **entry}, sort_keys=True).encode("utf-8")
+    ).hexdigest()[:8]
+    base = str(parent.get("version") or "0").split("+", 1)[0]
+    if version is not None and not str(version).strip():
+        raise BATsegError("--version must not be empty")
+    return {
+        "version": str(version).strip() if version is not None else f"{base}+pp.{digest}",
+        "derived_from": {
+            "name": parent.get("name"),
+            "version": parent.get("version"),
+            "weights_sha256": parent.get("weights_sha256"),
+            "by": "batseg tune-postprocess (same weights, postprocessing chosen on validation cases)",
+        },
     }
 
 

@@ -2,7 +2,10 @@
 
 See `batseg.postprocess_tuning` for the candidates and the criterion. Prints the table; with
 --output, writes a copy of the model file whose manifest records the choice (the given model
-file is never modified), which `batseg predict` and the Slicer module then use by default.
+file is never modified), which `batseg predict` and the Slicer module then use by default. The
+copy has a version of its own (the parent's with "+pp.HASH", or --version) and names its parent
+("derived_from"), so its reports are told apart from the parent's. Validation data without a
+healthy case, or with fewer than 5 cases of a tumour type, get a warning.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
     parser.add_argument("--json", help="also write the table to this JSON file")
+    parser.add_argument(
+        "--version", dest="model_version", default=None,
+        help="version of the tuned copy (default: the parent's with +pp. and 8 hex digits of the choice)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing --output / --json files")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
     parser.set_defaults(func=run)
@@ -46,13 +53,16 @@ def run(args: argparse.Namespace) -> int:
     from batseg.model_file import MODEL_SUFFIX, with_manifest_updates
     from batseg.models import resolve_model
     from batseg.postprocess_tuning import (
-        CANDIDATES_MM3, check_candidates, format_table, manifest_entry, tune_postprocessing, validation_pairs,
+        CANDIDATES_MM3, check_candidates, format_table, manifest_entry, tune_postprocessing, tuned_identity,
+        validation_pairs,
     )
     from batseg.progress import Progress
 
     if args.output and not args.output.endswith(MODEL_SUFFIX):
         raise BATsegError(f"--output {args.output} must end in {MODEL_SUFFIX}")
     check_threads(args.threads)  # as predict refuses it, before any data is read
+    if args.model_version is not None and not args.model_version.strip():
+        raise BATsegError("--version must not be empty")
     candidates = CANDIDATES_MM3 if args.candidates is None else args.candidates
     check_candidates(candidates)
     for path in (args.output, args.json):
@@ -77,16 +87,30 @@ def run(args: argparse.Namespace) -> int:
         )
     print(format_table(tuning), flush=True)
     entry = manifest_entry(tuning, args.data)
+    for message in entry["postprocessing"]["warnings"]:
+        _warn(progress, message)
+    identity = tuned_identity(predictor.manifest, entry, args.model_version)
     if args.json:
         table = {"cases": tuning.cases, "candidates": [dataclasses.asdict(c) for c in tuning.candidates], **entry}
         write_text_atomically(args.json, json.dumps(table, indent=2) + "\n", args.overwrite)
     if args.output:
-        written = with_manifest_updates(model, entry, args.output, overwrite=args.overwrite)
-        progress.log(f"model file with the chosen postprocessing written: {written}")
+        written = with_manifest_updates(model, {**entry, **identity}, args.output, overwrite=args.overwrite)
+        progress.log(f"model file with the chosen postprocessing written: {written} (version {identity['version']})")
     progress.result(chosen_min_volume_mm3=tuning.chosen.min_volume_mm3,
                     chosen_one_type_per_lesion=tuning.chosen.one_type_per_lesion,
                     outputs={"model": args.output, "json": args.json})
     return 0
+
+
+def _warn(progress, message: str) -> None:
+    """A warning line: a log event in json mode, else one line on stderr."""
+    import sys
+
+    if progress.mode == "json":
+        progress.log(f"warning: {message}")
+    else:
+        sys.stderr.write(f"batseg: warning: {message}\n")
+        sys.stderr.flush()
 
 
 def _check_not_data(pairs, *outputs: str | None) -> None:
