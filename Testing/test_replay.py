@@ -74,6 +74,11 @@ def test_the_parents_tuned_minimum_volume_is_inherited_and_marked() -> None:
     assert child["chosen_on"].startswith("inherited from the parent m 1.0.0 (chosen on 20 cases)")
     assert "tune-postprocess" in child["chosen_on"]
     assert inherited_postprocessing(phantom_parent()) is None
+    # A second round names the model it was chosen for, not a chain of "inherited from"s.
+    grandchild = inherited_postprocessing({**parent, "version": "1.1.0", "postprocessing": child})
+    assert grandchild["chosen_on"].startswith(
+        "inherited from the parent m 1.1.0, which inherited it from m 1.0.0 (chosen on 20 cases); rerun")
+    assert grandchild["chosen_on"].count("inherited from") == 1 and grandchild["min_volume_mm3"] == 500.0
 
 
 # ------------------------------------------------------------------ lineage over several rounds (issue 16, item 1)

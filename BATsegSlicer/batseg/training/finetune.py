@@ -73,14 +73,21 @@ def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[s
 
 
 def inherited_postprocessing(parent: dict[str, Any]) -> dict[str, Any] | None:
-    """The parent's tuned postprocessing, marked as inherited (None if the parent had none)."""
+    """The parent's tuned postprocessing, marked as inherited (None if the parent had none).
+
+    Over several rounds the text names the model it was chosen for and on what (`inherited_from`
+    keeps both), not a growing chain of "inherited from"s."""
     chosen = parent.get(POSTPROCESSING_KEY)
     if not chosen:
         return None
-    origin = f"inherited from the parent {parent['name']} {parent['version']}"
-    if chosen.get("chosen_on"):
-        origin += f" (chosen on {chosen['chosen_on']})"
-    return {**chosen, "chosen_on": origin + "; rerun batseg tune-postprocess on validation cases"}
+    label = f"{parent['name']} {parent['version']}"
+    first = chosen.get("inherited_from") or {"model": label, "chosen_on": chosen.get("chosen_on", "")}
+    origin = f"inherited from the parent {label}"
+    if first["model"] != label:
+        origin += f", which inherited it from {first['model']}"
+    if first.get("chosen_on"):
+        origin += f" (chosen on {first['chosen_on']})"
+    return {**chosen, "chosen_on": origin + "; rerun batseg tune-postprocess on validation cases", "inherited_from": first}
 
 
 def finetune(
