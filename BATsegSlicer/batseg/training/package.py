@@ -97,11 +97,15 @@ def validation_metrics(fold_dir: Path) -> dict[str, Any]:
         entry = summary.get("mean", {}).get(str(c.value))
         if entry is not None:
             per_class[c.key] = entry.get("Dice")
+    from batseg.training.fold_metrics import PROTOCOL, read_fold_summary
+
+    paper = read_fold_summary(fold_dir)
     return {
         "source": "nnU-Net final validation on the held-out fold (validation/summary.json)",
         "num_cases": len(summary.get("metric_per_case", [])),
         "dice_per_class": per_class,
         "mean_foreground_dice": summary.get("foreground_mean", {}).get("Dice"),
+        **({"paper_protocol": {"source": PROTOCOL, **paper}} if paper else {}),
     }
 
 
@@ -279,7 +283,8 @@ def package_results(
 
 
 def write_cv_summary(model_files: list[Path], output: Path) -> dict[str, Any]:
-    """Mean held-out Dice per class over the folds' model files, written as JSON."""
+    """Mean held-out Dice per class over the folds' model files (nnU-Net's validation Dice) and,
+    where the folds were scored with it, the paper's protocol as mean +- sd (`fold_metrics`), as JSON."""
     from batseg.atomic_files import write_text_atomically
     from batseg.model_file import read_manifest
 
@@ -291,5 +296,10 @@ def write_cv_summary(model_files: list[Path], output: Path) -> dict[str, Any]:
         summary["dice_per_class"][c.key] = sum(values) / len(values) if values else None
     means = [f.get("mean_foreground_dice") for f in per_fold if f.get("mean_foreground_dice") is not None]
     summary["mean_foreground_dice"] = sum(means) / len(means) if means else None
+    papers = [f.get("paper_protocol") for f in per_fold]
+    if any(papers):
+        from batseg.training.fold_metrics import PROTOCOL, cv_table
+
+        summary["paper_protocol"] = {"source": PROTOCOL, **cv_table(papers)}
     write_text_atomically(output, json.dumps(summary, indent=2), overwrite=True)
     return summary

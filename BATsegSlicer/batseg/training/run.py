@@ -270,6 +270,8 @@ def train_prepared(
         warning = fold_learning_warning(fold_dir)
         if warning:
             progress.log(f"warning: fold {fold}: {warning}")
+        if fold != "all":
+            score_fold(fold_dir, prepared, dataset_json, progress)
         with progress.stage("package"):
             outputs.append(
                 package_results(
@@ -279,8 +281,28 @@ def train_prepared(
             )
     if request.fold == "cv":
         summary = write_cv_summary(outputs, request.output.with_name(f"{request.output.stem}_cv.json"))
-        progress.log(f"cross-validation summary: {summary}")
+        progress.log(f"cross-validation (nnU-Net's validation Dice): mean foreground Dice {summary['mean_foreground_dice']}")
+        if summary.get("paper_protocol"):
+            from batseg.training.fold_metrics import format_cv_table
+
+            progress.log(f"cross-validation (the paper's protocol, mean +- sd over {len(folds)} folds): "
+                         + format_cv_table(summary["paper_protocol"]))
     return outputs
+
+
+def score_fold(fold_dir: Path, prepared: PreparedData, dataset_json: dict[str, Any], progress: Progress) -> None:
+    """The paper's figures on the fold's held-out cases (`fold_metrics.py`), beside nnU-Net's."""
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    from batseg.training.fold_metrics import evaluate_fold
+
+    gt_folder = Path(nnUNet_preprocessed.require()) / prepared.dataset_name / "gt_segmentations"
+    with progress.stage(f"score fold {fold_dir.name[5:]}"):
+        summary = evaluate_fold(fold_dir, gt_folder, dataset_json["file_ending"])
+    if summary:
+        dice, hd95 = summary["mean_dice"], summary["mean_hd95"]
+        progress.log(f"{fold_dir.name}: {summary['n_cases']} held-out case(s), mean Dice "
+                     f"{'n/a' if dice is None else f'{100 * dice:.1f} %'}, HD95 {'n/a' if hd95 is None else f'{hd95:.1f} mm'}")
 
 
 def request_log(prepared: PreparedData) -> Path:
