@@ -18,6 +18,7 @@ import pydicom  # noqa: E402  (installed with highdicom)
 from batseg import dicom_seg  # noqa: E402
 from batseg.cli import main  # noqa: E402
 from batseg.labels import TUMOUR_CLASSES  # noqa: E402
+from batseg.model_file import read_manifest  # noqa: E402
 from dicom_helpers import int16_image, write_dicom_series  # noqa: E402
 from inference_helpers import PIR_DIRECTION, cache_dir, light_model, rotation, sagittal_image, smooth_volume  # noqa: E402
 
@@ -70,6 +71,8 @@ def test_the_seg_lies_on_the_source_series_frame_by_frame(tmp_path: Path, capfd)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
     assert seg.SeriesInstanceUID != source.SeriesInstanceUID
     assert seg.SegmentationType == "BINARY" and seg.ContentDescription == dicom_seg.CONTENT_DESCRIPTION
+    assert seg.SeriesDescription == f"BATseg {read_manifest(light_model())['name']} {read_manifest(light_model())['version']}"
+    assert int(seg.SeriesNumber) == 1000 + int(source.get("SeriesNumber") or 0)
     # Geometry: the SEG's orientation and pixel spacing are the series'.
     shared = seg.SharedFunctionalGroupsSequence[0]
     np.testing.assert_allclose([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],

@@ -503,12 +503,6 @@ class BatchOutcome:
     segmented: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def __iter__(self):  # `failed = segment_cases(...)` of earlier callers still reads the failed names
-        return iter(self.failed)
-
-    def __len__(self) -> int:
-        return len(self.failed)
-
 
 def segment_cases(
     predictor: Predictor,
