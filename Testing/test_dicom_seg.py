@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-hd = pytest.importorskip("highdicom", reason="needs highdicom (requirements.txt)")
+import highdicom as hd  # noqa: E402  (a dependency: requirements.txt, pyproject.toml)
 import pydicom  # noqa: E402  (installed with highdicom)
 
 from batseg import dicom_seg  # noqa: E402

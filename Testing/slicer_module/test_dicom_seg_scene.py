@@ -22,7 +22,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-hd = pytest.importorskip("highdicom", reason="needs highdicom (requirements.txt)")
+import highdicom as hd  # noqa: E402  (a dependency: requirements.txt, pyproject.toml)
 
 from batseg import dicom_seg  # noqa: E402
 from batseg.io import find_cases, read_image  # noqa: E402
