@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     source = _named_input(args.input)
     if source.is_dir() and out_dir.exists() and out_dir.resolve() == source.resolve():
         raise BATsegError("the output folder is the input folder; write the results to another folder")
-    cases, skipped = find_batch_cases(source, recursive=args.recursive, exclude=(out_dir,))
+    cases, skipped = find_batch_cases(source, recursive=getattr(args, "recursive", False), exclude=(out_dir,))
     if options.cord_masks is not None and options.cord_masks.is_file() and len(cases) > 1:
         raise BATsegError(
             f"--cord-masks {options.cord_masks} is one file but the input holds {len(cases)} cases; give a folder "
