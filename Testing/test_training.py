@@ -305,6 +305,8 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     assert manifest["training"]["data"]["num_cases"] == 6
     assert sum(manifest["training"]["data"]["cases_per_type"].values()) == 6
     assert manifest["metrics"]["validation"]["num_cases"] == 2  # fold 0 of 6 cases: held-out validation ran
+    paper = manifest["metrics"]["validation"]["paper_protocol"]  # and was scored with batseg.metrics (issue 16, 7)
+    assert paper["n_cases"] == 2 and 0.0 <= paper["mean_hd95"] <= 450.0
     assert manifest["nnunet"]["plans"]["configurations"]["3d_fullres"]["patch_size"] == list(PATCH)
     # nnU-Net plans per-sample Dice for these small volumes; --batch-dice overrode it, and the file says so
     assert manifest["nnunet"]["plans"]["configurations"]["3d_fullres"]["batch_dice"] is True
@@ -320,22 +322,52 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     assert read_manifest(packaged)["weights_sha256"] == manifest["weights_sha256"]
     check_packaging_of_plain_nnunet(results, tmp, capsys)
 
-    # Fine-tuning on 2 new cases, replaying the original data named in the manifest.
+    # Fine-tuning on 2 new cases, replaying the original data named in the manifest, from a parent
+    # with a tuned minimum volume; no budget given: the parent's (issue 16, items 2-4).
+    parent = tmp / "parent.batseg"
+    tuned = {"fill_holes": True, "min_volume_mm3": 500.0, "one_type_per_lesion": False, "chosen_on": "3 cases"}
+    write_model_file(parent, model.network.state_dict(), {**manifest, "postprocessing": tuned})
     new = make_dataset(tmp / "new", n_cases=2, shape=(8, 64, 64), seed=7, prefix="new")
     second = tmp / "second.batseg"
-    events = run_cli(["train", "--data", str(new), "--finetune-from", str(first), "--output", str(second),
-                      "--epochs", "1", *common], capsys)
+    finetune = ["--epochs", "1", "--workdir", str(work), "--device", "cpu", "--progress", "json"]
+    events = run_cli(["train", "--data", str(new), "--finetune-from", str(parent), "--output", str(second), *finetune],
+                     capsys)
     assert any("replaying" in e.get("message", "") for e in events)
+    assert any("of training" in e.get("message", "") for e in events)  # the expected duration, before training
     child = read_manifest(second)
-    assert child["parent"]["sha256"] == sha256_file(first)
+    assert child["parent"]["sha256"] == sha256_file(parent)
     assert child["parent"]["name"] == manifest["name"] and child["parent"]["version"] == "1.0.0"
     assert child["version"] == "1.1.0" and child["training"]["learning_rate"] == pytest.approx(1e-3)
     assert child["parent"]["new_cases"] == 2 and child["parent"]["replay_cases"] == 6
+    # The parent's tuned postprocessing, through the real path (the Slicer button runs this command).
+    assert child["postprocessing"]["min_volume_mm3"] == 500.0
+    assert child["postprocessing"]["chosen_on"].startswith(f"inherited from the parent {manifest['name']} 1.0.0")
+    # The parent's budget: 3 iterations, 2 validation iterations, its patch and oversampling.
+    options = child["nnunet"]["plans"]["batseg_training"]
+    assert (options["iterations_per_epoch"], options["val_iterations"], options["patch_size"]) == (3, 2, list(PATCH))
+    assert options["foreground_oversampling"] == 0.33 and child["training"]["iterations_per_epoch"] == 3
+    # Each case preprocessed once; the 2 new cases drawn 2x as often as the 6 replayed ones.
+    assert options["case_repeats"] == {"new_new000": 2, "new_new001": 2} and child["parent"]["new_case_repeats"] == 2
+    merged = work / "preprocessed" / child["training"]["data"]["dataset_name"]
+    assert len([p for p in merged.rglob("*.pkl")]) == 8
     # Started from the parent's weights: much closer to them than a fresh initialisation is.
     torch.manual_seed(99)
     fresh = network_from_manifest(manifest)
-    tuned = load_model(second).network
-    assert mean_abs_difference(tuned, model.network) < 0.1 * mean_abs_difference(fresh, model.network)
+    tuned_network = load_model(second).network
+    assert mean_abs_difference(tuned_network, model.network) < 0.1 * mean_abs_difference(fresh, model.network)
+
+    # A second round on other new cases replays the ORIGINAL 6 cases (and round 1's), not round 1's alone.
+    newer = make_dataset(tmp / "newer", n_cases=1, shape=(8, 64, 64), seed=8, prefix="newer")
+    third = tmp / "third.batseg"
+    run_cli(["train", "--data", str(newer), "--finetune-from", str(second), "--output", str(third), *finetune], capsys)
+    grandchild = read_manifest(third)
+    assert grandchild["version"] == "1.2.0"
+    assert grandchild["parent"]["replay_cases"] == 6 and grandchild["parent"]["earlier_round_cases"] == 2
+    assert grandchild["training"]["data"]["original"]["sources"] == [str(data)]
+    assert [r["num_cases"] for r in grandchild["training"]["data"]["rounds"]] == [2, 1]
+    assert grandchild["postprocessing"]["min_volume_mm3"] == 500.0
+    assert grandchild["postprocessing"]["chosen_on"].count("inherited from") == 1
+    assert grandchild["nnunet"]["plans"]["batseg_training"]["iterations_per_epoch"] == 3
 
     # --resume continues the first run from nnU-Net's checkpoint: one more epoch, not three.
     resumed = tmp / "resumed.batseg"

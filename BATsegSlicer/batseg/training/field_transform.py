@@ -22,10 +22,19 @@ supervision stays on the segmentation head and the boundary loss uses the full-r
 field only (METHOD.md, section 1), so lower-resolution copies of the field would be wasted
 work and wasted transfer between processes.
 
-Spacing and scaling augmentation: nnU-Net scales patches by the same factor along all axes
-(p_synchronize_scaling_across_axes=1). The field is normalised by the class depth D, so a
-uniform scaling of the voxel grid leaves it unchanged: using the plan's nominal spacing is
-exact for scaled patches too.
+Spacing and scaling augmentation: BATseg's patches are anisotropic (16 x 64 x 64, 16 x 160 x 160,
+12 x 384 x 384: in-plane size over slices > 3), so nnU-Net trains them with its "dummy 2D"
+augmentation: the spatial transform (rotation, scaling by 0.7-1.4 with p 0.2) runs on each slice
+in-plane, scaling both in-plane axes by one factor and the slice axis not at all. A scaled patch
+is therefore an anisotropically stretched lesion on the nominal grid, and the field is not the
+original lesion's field rescaled (normalising by the class depth D cancels only a uniform
+scaling). The field is computed on the augmented label with the plan's nominal spacing, i.e. it is
+the exact field of the lesion the augmented image shows on the grid the network sees: the target
+matches its input, which is what the boundary loss needs. What this gives up is the physical
+interpretation of a scaled patch's distances (its in-plane millimetres are off by the scale
+factor), the same approximation nnU-Net's own segmentation target makes for scaled patches.
+Also per patch, not per volume: distances see only the patch (see targets.py and
+docs/method.md, "Departures from the paper").
 """
 
 from __future__ import annotations
