@@ -97,11 +97,21 @@ def test_cohort_table_has_a_row_per_case_with_its_model_settings_and_outcome(tmp
     assert "label map or mask" in rows[3]["error"]
     assert document["counts"] == {"cases": 4, "segmented": 2, "resumed": 0, "failed": 1, "skipped": 1}
     assert document["format"] == "batseg-cohort" and "not for clinical use" in document["disclaimer"]
+    assert document["started"] <= document["finished"] and document["model"]["name"] == manifest["name"]
+    assert (document["input"], document["output"]) == (str(folder), str(out))
     # The table is the run's output: it is never silently replaced.
     status = predict("-i", folder / "a.nii.gz", "-o", out, "--cohort", "--overwrite", "--progress", "quiet")
     assert status == 0 and [r["case"] for r in read_csv(out / "cohort.csv")] == ["a"]
     status = predict("-i", folder / "b.nii.gz", "-o", out, "--cohort", "--progress", "quiet")
     one_line_error(status, capfd.readouterr().err, "cohort.csv", "already exists", "--continue")
+
+
+def test_the_cohort_table_is_checked_before_any_work(tmp_path: Path, capfd) -> None:
+    source, out = scan(tmp_path / "a.nii.gz"), tmp_path / "out"
+    (out / "cohort.json").mkdir(parents=True)
+    status = predict("-i", source, "-o", out, "--cohort", "--overwrite", "--progress", "quiet")
+    one_line_error(status, capfd.readouterr().err, "cohort.json", "is a folder")
+    assert sorted(p.name for p in out.iterdir()) == ["cohort.json"]  # nothing segmented
 
 
 def test_a_table_the_user_edited_is_not_replaced_by_continue(tmp_path: Path, capfd) -> None:

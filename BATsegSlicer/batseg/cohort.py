@@ -8,7 +8,7 @@ settings (minimum volume, one type per lesion, postprocessing, TTA, batseg versi
 lesion count, total and per-type volume (cm3), overall type, the number of lesions painted with
 several types, the warnings (joined with " | "), the seconds the case took and its error. The
 JSON holds the same rows (warnings as a list) under "cases", with the run's counts, input and
-output folder and the research-use line. Both files are written together, all or nothing, at
+output folder, start and end (UTC), model and the research-use line. Both files are written together, all or nothing, at
 the end of the run (an interrupted run writes none: rerun with --continue).
 """
 

@@ -225,13 +225,15 @@ def run(args: argparse.Namespace) -> int:
                 f"{result['outputs']['labels']} ({result['timings']['total']:.1f} s)\n"
             )
 
+    started = run_settings(options, predictor)["created"]
     outcome = segment_cases(
         predictor, cases, out_dir, options, progress, report, before_write=show_disclaimer, resumed=resumed,
         skipped=skipped,
     )
     if options.cohort:
         run_facts = {
-            "created": run_settings(options, predictor)["created"],
+            "started": started,
+            "finished": run_settings(options, predictor)["created"],
             "input": str(source),
             "output": str(out_dir),
             "model": model_identity(predictor.manifest),
