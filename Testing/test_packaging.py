@@ -69,4 +69,4 @@ def test_installed_wheel_finds_the_shipped_model_and_samples(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     location, model_name, samples = done.stdout.split()
     assert Path(location).is_relative_to(target)
-    assert model_name == "batseg-light-phantoms" and int(samples) == 4
+    assert model_name == "batseg-light-synthetic" and int(samples) == 4

@@ -5,7 +5,7 @@
 #   bash scripts/train_real_anatomy_model.sh [WORK_DIR]        (default work_tmp/real_anatomy)
 #
 # Needs ../shared/data/real-spine-mri beside the repository. Knobs (environment): EPOCHS (50), ITERS
-# (50), LR (0.003), VERSION (0.7.0), PARENT (the shipped 0.6.0 file), DEVICE (cpu), FORCE=1 to
+# (50), LR (0.003), VERSION (0.7.0), PARENT (default: 0.6.0 from git history), DEVICE (cpu), FORCE=1 to
 # replace a shipped file of that version. Backgrounds sct_t1w and errsm_24 never enter training
 # (scripts/make_real_insertions.py, HELD_OUT). A step whose output exists is skipped (a rerun
 # continues where one stopped); delete WORK_DIR to start over.
@@ -18,9 +18,12 @@ ITERS=${ITERS:-50}
 LR=${LR:-0.003}
 VERSION=${VERSION:-0.7.0}
 DEVICE=${DEVICE:-cpu}
-PARENT=${PARENT:-BATsegSlicer/Resources/Models/batseg-light-phantoms-0.6.0.batseg}
 NAME=batseg-light-synthetic
 mkdir -p "$W"
+# The parent 0.6.0 is no longer shipped: it comes from git history (sha256 a86196b5...).
+PARENT_IN_GIT=f97b9ee:BATsegSlicer/Resources/Models/batseg-light-phantoms-0.6.0.batseg
+PARENT=${PARENT:-$W/batseg-light-phantoms-0.6.0.batseg}
+[ -f "$PARENT" ] || git show "$PARENT_IN_GIT" > "$PARENT"
 [ -f "$W/COMMIT" ] || git rev-parse HEAD > "$W/COMMIT"
 
 # 1. Data. Phantoms: the parent's kind (replayed so that the phantom domain is not forgotten),
