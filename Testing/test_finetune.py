@@ -68,13 +68,24 @@ def test_both_training_paths_use_the_same_rule(module: str, function: str) -> No
     assert "initial_weights and" not in source and "current_epoch" not in source  # no rule of its own
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "BATsegSlicer" / "Resources" / "Models" / "batseg-light-phantoms-0.6.0.batseg"
-
-
 def shipped_manifest() -> dict:
+    """The shipped model's manifest with a known budget and postprocessing (those of 0.6.0: 50
+    iterations, 5 validation iterations, batch 4, patch 16x64x64, oversampling 0.5, 500 mm3),
+    whichever model is shipped; no recorded timing."""
     from batseg.model_file import read_manifest
+    from batseg.models import default_model_path
 
-    return read_manifest(SHIPPED)
+    manifest = read_manifest(default_model_path())
+    manifest.update(name="batseg-light-phantoms", version="0.6.0")
+    manifest["postprocessing"] = {"fill_holes": True, "min_volume_mm3": 500.0, "one_type_per_lesion": False,
+                                  "chosen_on": "20 validation cases"}
+    plans = manifest["nnunet"]["plans"]
+    plans["batseg_training"].update(iterations_per_epoch=50, val_iterations=5, batch_size=4, patch_size=None,
+                                    foreground_oversampling=0.5)
+    plans["configurations"]["3d_fullres"].update(batch_size=4, patch_size=[16, 64, 64])
+    for key in ("median_seconds_per_epoch", "epochs_timed", "device"):
+        manifest["training"].pop(key, None)
+    return manifest
 
 
 def test_packaging_keeps_the_parent_and_its_inherited_postprocessing(tmp_path: Path) -> None:

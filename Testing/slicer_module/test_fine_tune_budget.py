@@ -12,11 +12,24 @@ from BATsegSlicerLib.models import read_manifest
 from BATsegSlicerLib.panel_state import fine_tune_question
 
 MODULE = Path(__file__).resolve().parents[2] / "BATsegSlicer"
-SHIPPED = MODULE / "Resources" / "Models" / "batseg-light-phantoms-0.6.0.batseg"
+
+
+def shipped_manifest() -> dict:
+    """The shipped model's manifest, with the budget of 0.6.0 and 0.7.0 pinned (50 iterations of
+    batch 4, patch 16x64x64, 5 validation iterations, oversampling 0.5) and no recorded timing."""
+    from batseg.models import default_model_path
+
+    manifest = read_manifest(str(default_model_path()))
+    manifest["nnunet"]["plans"]["batseg_training"].update(
+        iterations_per_epoch=50, val_iterations=5, batch_size=4, patch_size=None, foreground_oversampling=0.5)
+    manifest["nnunet"]["plans"]["configurations"]["3d_fullres"].update(batch_size=4, patch_size=[16, 64, 64])
+    for key in ("median_seconds_per_epoch", "device"):
+        manifest["training"].pop(key, None)
+    return manifest
 
 
 def test_the_question_names_the_inherited_budget_and_its_duration() -> None:
-    manifest = read_manifest(str(SHIPPED))  # trained with 50 iterations of batch 4, oversampling 0.5
+    manifest = shipped_manifest()
     question = fine_tune_question(manifest, "/exports", 2, 50, "cpu")
     assert "2 exported case(s) in /exports" in question and "on the CPU" in question
     assert "50 epochs x 50 iterations = 2,500 iterations (batch 4, patch 16x64x64, foreground oversampling 0.5" in question
