@@ -138,6 +138,12 @@ def test_a_given_replay_folder_becomes_the_lineages_original(tmp_path: Path) -> 
                      replay_dir=tmp_path / "copy", replay_cases=12)
     assert original_data(child)["sources"][0] == str(tmp_path / "copy")
     assert phantom_recipe(child)["seed"] == 5  # the fallback is kept
+    # A given folder of `batseg phantom` data brings its own recipe (e.g. 140 phantoms of seed 2026).
+    given = {"numTraining": 140, "batseg": {"generator": "batseg.phantoms", "seed": 2026, "t2_negative_fraction": 0.125}}
+    child = child_of(phantom_parent(seed=5, n=12), tmp_path / "round1", 3, "1.1.0", replay_dir=tmp_path / "copy",
+                     replay_cases=140, replay_dataset_json=given)
+    assert phantom_recipe(child)["seed"] == 2026 and phantom_recipe(child)["num_cases"] == 140
+    assert phantom_recipe(child)["t2_fraction"] == 0.125
 
 
 def test_children_written_before_the_lineage_record_are_read_as_written() -> None:

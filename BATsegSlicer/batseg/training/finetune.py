@@ -134,8 +134,10 @@ def finetune(
         raw, workdir, request.options.topology, progress, dataset_name=merged.name,
         parent_plans=manifest["nnunet"]["plans"], sources=[str(new.folder)] + [str(d.folder) for _, d in replayed],
     )
+    given = original if original and replay_dir else None
     prepared.lineage = child_lineage(manifest, new.folder, len(new.cases), f"{request.name} {request.version}",
-                                     replay_dir, len(original.cases) if original and replay_dir else None)
+                                     replay_dir, len(given.cases) if given else None,
+                                     given.dataset_json if given else None)
     request.extra_manifest["parent"] = {
         "name": manifest["name"],
         "version": manifest["version"],

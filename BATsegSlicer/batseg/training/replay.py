@@ -52,18 +52,23 @@ def _legacy_replaying_child(manifest: dict[str, Any]) -> bool:
     return "original" not in _data(manifest) and bool(parent.get("replay_cases"))
 
 
-def _recipe_from_dataset_json(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    dataset_json = (manifest.get("nnunet") or {}).get("dataset_json") or {}
+def recipe_from_dataset_json(dataset_json: dict[str, Any], num_cases: int | None = None) -> dict[str, Any] | None:
+    """The `batseg phantom` recipe a dataset.json records (None for other data)."""
     meta = dataset_json.get("batseg") or {}
     if meta.get("generator") != "batseg.phantoms" or "seed" not in meta:
         return None
     return {
         "seed": int(meta["seed"]),
-        "num_cases": int(dataset_json.get("numTraining") or _data(manifest).get("num_cases") or 0),
+        "num_cases": int(dataset_json.get("numTraining") or num_cases or 0),
         "healthy_fraction": float(meta.get("healthy_fraction", 0.1)),
         "t2_fraction": float(meta.get("t2_negative_fraction", 0.0)),
         "version": str(meta.get("version", "")),
     }
+
+
+def _recipe_from_dataset_json(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    dataset_json = (manifest.get("nnunet") or {}).get("dataset_json") or {}
+    return recipe_from_dataset_json(dataset_json, _data(manifest).get("num_cases"))
 
 
 def original_data(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -95,18 +100,22 @@ def earlier_rounds(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def child_lineage(
     manifest: dict[str, Any], new_folder: Path, new_cases: int, child: str, replay_dir: Path | None = None,
-    replay_cases: int | None = None,
+    replay_cases: int | None = None, replay_dataset_json: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `original` and `rounds` records of a model fine-tuned from `manifest`'s on `new_folder`.
 
     A `--replay-data` folder is the original data by the user's word: listed first, so the next
-    round finds it again; the phantom recipe is kept as the fallback."""
+    round finds it again; if it is a `batseg phantom` set (`replay_dataset_json`), its recipe
+    replaces the parent's, else the parent's recipe is kept as the fallback."""
     original = json.loads(json.dumps(original_data(manifest)))
     if replay_dir is not None:
         given = str(replay_dir)
         original["sources"] = [given] + [s for s in original.get("sources", []) if s != given]
         if replay_cases is not None:
             original["num_cases"] = replay_cases
+        recipe = recipe_from_dataset_json(replay_dataset_json or {}, replay_cases)
+        if recipe:
+            original["phantoms"] = recipe
     rounds = json.loads(json.dumps(earlier_rounds(manifest)))
     rounds.append({"model": child, "sources": [str(new_folder)], "num_cases": int(new_cases)})
     return {"original": original, "rounds": rounds}
