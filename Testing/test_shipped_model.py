@@ -26,7 +26,6 @@ from batseg.models import default_model_path
 from batseg.phantoms import generate_case
 from batseg.phantoms.samples import sample_cases, sample_path
 from inference_helpers import REAL_DATA
-from inference_helpers import REAL_DATA
 
 DETECTION_MM3 = 6.0
 
