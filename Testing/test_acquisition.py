@@ -76,7 +76,7 @@ def test_predict_warns_and_reports_a_t2_scan_but_still_segments_it(tmp_path: Pat
     folder = tmp_path / "in"
     folder.mkdir()
     for name, echo_s in (("t1", 0.012), ("t2", 0.096)):
-        sitk.WriteImage(sagittal_image((8, 40, 40), seed=3), str(folder / f"{name}.nii.gz"))
+        sitk.WriteImage(sagittal_image((8, 120, 40), seed=3), str(folder / f"{name}.nii.gz"))
         (folder / f"{name}.json").write_text(json.dumps({"EchoTime": echo_s, "RepetitionTime": 3.0 if echo_s > 0.05 else 0.6}))
     out = tmp_path / "out"
     status = main(["predict", "--model", str(light_model()), "-i", str(folder), "-o", str(out), "--progress", "quiet"])
