@@ -12,7 +12,10 @@ The real `nnunetv2` package does the work; this package subclasses and drives it
 - `initial_weights`: a run starting from a model file's weights (one rule for both paths);
 - `run`: the driver behind `batseg train`;
 - `package`: an nnU-Net results folder -> a `.batseg` model file;
-- `finetune`: fine-tuning a model file on new cases with replay of the original data.
+- `fold_metrics`: the paper's metrics on each cross-validation fold's held-out cases;
+- `finetune`: fine-tuning a model file on new cases with replay of the original data;
+- `replay`: the lineage's original data and earlier rounds' cases, found or regenerated;
+- `budget`: a fine-tuning's budget, inherited from its parent, and its expected duration.
 
 Heavy imports (torch, nnunetv2) happen inside these modules, never in `batseg.cli`.
 """

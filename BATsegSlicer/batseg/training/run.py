@@ -9,8 +9,9 @@ package each trained fold into a `.batseg` model file (`package.py`).
 Folds (decision): `--fold 0`..`4` trains that fold of the stratified 5-fold split and records
 its held-out validation metrics; `--fold all` is nnU-Net's "all" (every case trains, no
 held-out metrics: what a shipped model uses); `--fold cv` trains the five folds one after the
-other, writes one model file per fold (`NAME_foldK.batseg`) and a `NAME_cv.json` summary of
-the cross-validated Dice per class.
+other, writes one model file per fold (`NAME_foldK.batseg`) and a `NAME_cv.json` summary:
+nnU-Net's validation Dice per class, and the paper's protocol (`fold_metrics.py`: Dice and
+HD95 per type with the 450 mm rule, detection) per fold and as mean +- sd.
 
 Results folder: nnU-Net names it `<trainer>__<plans name>__3d_fullres`; the plans name gets the
 run's loss setting appended (e.g. `BATsegPlans_light__cubic-classwise-t1`), so runs that
