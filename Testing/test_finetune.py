@@ -14,7 +14,7 @@ TRAINING = Path(__file__).resolve().parents[1] / "BATsegSlicer" / "batseg" / "tr
 
 def training_imports(module: str) -> set[str]:
     """The batseg.training modules a module imports, at module level or inside functions."""
-    tree = ast.parse((TRAINING / f"{module}.py").read_text())
+    tree = ast.parse((TRAINING / f"{module}.py").read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("batseg.training."):
@@ -60,7 +60,7 @@ def test_parent_weights_unless_a_checkpoint_was_resumed(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("module, function", [("run", "train_fold"), ("ddp", "_worker")])
 def test_both_training_paths_use_the_same_rule(module: str, function: str) -> None:
-    tree = ast.parse((TRAINING / f"{module}.py").read_text())
+    tree = ast.parse((TRAINING / f"{module}.py").read_text(encoding="utf-8"))
     body = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function)
     calls = [n.func.id for n in ast.walk(body) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     assert "start_from" in calls and "load_initial_weights" not in calls

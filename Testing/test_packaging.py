@@ -20,7 +20,7 @@ MODULE = REPO / "BATsegSlicer"
 
 
 def test_pyproject_lists_every_engine_package() -> None:
-    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
     on_disk = find_packages(str(MODULE), include=["batseg", "batseg.*"])
     assert sorted(listed) == sorted(on_disk + ["batseg._shipped"])
 

@@ -42,7 +42,7 @@ def test_the_question_names_the_inherited_budget_and_its_duration() -> None:
 
 
 def test_the_widget_asks_that_question_before_starting() -> None:
-    tree = ast.parse((MODULE / "BATsegSlicer.py").read_text())
+    tree = ast.parse((MODULE / "BATsegSlicer.py").read_text(encoding="utf-8"))
     handler = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "onFineTune")
     source = ast.unparse(handler)
     assert "fine_tune_question(" in source and "confirmOkCancelDisplay(question)" in source

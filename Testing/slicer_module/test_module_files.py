@@ -15,7 +15,7 @@ MODULE = REPO / "BATsegSlicer"
 def test_ui_defines_every_widget_the_widget_code_uses():
     ui = ET.parse(MODULE / "Resources" / "UI" / "BATsegSlicer.ui")
     defined = {w.get("name") for w in ui.iter("widget")}
-    code = (MODULE / "BATsegSlicer.py").read_text()
+    code = (MODULE / "BATsegSlicer.py").read_text(encoding="utf-8")
     used = {a or b for a, b in re.findall(r"self\.ui\.(\w+)|widget\.ui\.(\w+)", code)}
     assert used and used <= defined, sorted(used - defined)
     custom = {c.findtext("class") for c in ui.iter("customwidget")}

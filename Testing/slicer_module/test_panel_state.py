@@ -152,7 +152,7 @@ def test_fine_tuning_button_rules(mrml, logic):
 # -- the Widget's source (it needs the Slicer application to run) ---------------------------------
 
 def _widget_methods() -> dict[str, ast.FunctionDef]:
-    tree = ast.parse(WIDGET_SOURCE.read_text())
+    tree = ast.parse(WIDGET_SOURCE.read_text(encoding="utf-8"))
     widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BATsegSlicerWidget")
     return {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
 
@@ -170,7 +170,7 @@ def test_widget_exit_keeps_the_parameter_node_and_the_run():
 
 
 def test_widget_reads_parameters_only_through_the_state():
-    source = WIDGET_SOURCE.read_text()
+    source = WIDGET_SOURCE.read_text(encoding="utf-8")
     assert "_parameterNode" not in source and "Parameters(" not in source
     methods = _widget_methods()
     # A run's end goes through the state (which records the segmentation), whatever module is shown.

@@ -66,16 +66,16 @@ def test_cmake_refuses_an_older_slicer_and_the_description_names_the_version():
 
 def test_docs_name_the_supported_slicer_versions():
     for path in (REPO / "README.md", REPO / "docs" / "slicer_module.md"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         assert "Slicer 5.10 or newer" in text, path
         assert "5.8 or newer" not in text, path
 
 
 def test_panel_shows_the_startup_problem():
     """The .ui has the label, and the Widget fills it from startup_problem and blocks the panel."""
-    ui = (REPO / "BATsegSlicer" / "Resources" / "UI" / "BATsegSlicer.ui").read_text()
+    ui = (REPO / "BATsegSlicer" / "Resources" / "UI" / "BATsegSlicer.ui").read_text(encoding="utf-8")
     assert 'name="compatibilityLabel"' in ui
-    widget = (REPO / "BATsegSlicer" / "BATsegSlicer.py").read_text()
+    widget = (REPO / "BATsegSlicer" / "BATsegSlicer.py").read_text(encoding="utf-8")
     assert "STARTUP_PROBLEM = startup_problem(slicer_version=slicer_version_text(" in widget
     assert "self.ui.compatibilityLabel.text = STARTUP_PROBLEM" in widget
     assert "PanelState(self.logic.getParameterNode, blocked=STARTUP_PROBLEM)" in widget
