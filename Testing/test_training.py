@@ -21,6 +21,7 @@ from batseg.errors import BATsegError  # noqa: E402
 from batseg.losses import boundary_loss  # noqa: E402
 from batseg.model_file import load_model, network_from_manifest, read_manifest, sha256_file, write_model_file  # noqa: E402
 from batseg.network import BATsegNet, DEFAULT_SPACING  # noqa: E402
+from batseg.training.package import DEFAULT_VERSION  # noqa: E402
 from batseg.progress import parse_event  # noqa: E402
 from batseg.targets import sing_target, surface_distance_field  # noqa: E402
 from batseg.training.datasets import read_raw_dataset  # noqa: E402
@@ -336,12 +337,12 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     assert any("of training" in e.get("message", "") for e in events)  # the expected duration, before training
     child = read_manifest(second)
     assert child["parent"]["sha256"] == sha256_file(parent)
-    assert child["parent"]["name"] == manifest["name"] and child["parent"]["version"] == "1.0.0"
+    assert child["parent"]["name"] == manifest["name"] and child["parent"]["version"] == DEFAULT_VERSION == "0.1.0"
     assert child["version"] == "1.1.0" and child["training"]["learning_rate"] == pytest.approx(1e-3)
     assert child["parent"]["new_cases"] == 2 and child["parent"]["replay_cases"] == 6
     # The parent's tuned postprocessing, through the real path (the Slicer button runs this command).
     assert child["postprocessing"]["min_volume_mm3"] == 500.0
-    assert child["postprocessing"]["chosen_on"].startswith(f"inherited from the parent {manifest['name']} 1.0.0")
+    assert child["postprocessing"]["chosen_on"].startswith(f"inherited from the parent {manifest['name']} {DEFAULT_VERSION}")
     # The parent's budget: 3 iterations, 2 validation iterations, its patch and oversampling.
     options = child["nnunet"]["plans"]["batseg_training"]
     assert (options["iterations_per_epoch"], options["val_iterations"], options["patch_size"]) == (3, 2, list(PATCH))

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-replay", action="store_true",
                         help="fine-tune on --data alone, even where the model's original training data is found")
     parser.add_argument("--name", default=None, help="model name recorded in the model file")
-    parser.add_argument("--version", dest="model_version", default=None, help="model version (default 1.0.0)")
+    parser.add_argument("--version", dest="model_version", default=None, help="model version (default 0.1.0, a development version; name a release explicitly)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress output")
     parser.set_defaults(func=run)

@@ -31,7 +31,9 @@ from batseg.training.options import PLANS_KEY, TrainingOptions
 from batseg.training.plans import CONFIGURATION, UNET_CLASS
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
-DEFAULT_VERSION = "1.0.0"
+# Without --version a model is a development version: "1.0.0" would claim a release for any run,
+# two epochs included (issue 17). Name a release explicitly.
+DEFAULT_VERSION = "0.1.0"
 
 
 def _load_json(path: Path) -> dict[str, Any]:
