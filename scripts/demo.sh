@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh  # the runtime only; scripts/test.sh adds the test tools
 . .venv/bin/activate
 OUT=${1:-out/demo}
-echo "demo: segmenting the four sample phantoms with the shipped model (about 10-20 s each on a laptop CPU)" >&2
+echo "demo: segmenting the four sample phantoms with the shipped model, then scoring them" >&2
 batseg sample -o "$OUT/input" --overwrite
 batseg predict -i "$OUT/input/images" -o "$OUT/predictions" --device cpu --overwrite
 batseg evaluate --pred "$OUT/predictions" --gt "$OUT/input/labels" -o "$OUT/evaluation.json" --png "$OUT/evaluation.png" --overwrite

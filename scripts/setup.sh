@@ -16,9 +16,9 @@ say() { echo "setup: $*" >&2; }
 . .venv/bin/activate
 # TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) picks the CPU build on a machine
 # where pip would otherwise download PyPI's CUDA build.
-say "installing torch 2.13.0 (CPU build; about a minute the first time, seconds once installed)"
+say "installing torch 2.13.0 (CPU build; the first time takes a while, later runs only check)"
 pip install -q --disable-pip-version-check torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-say "installing nnU-Net v2 and the engine's dependencies${REQUIREMENTS[2]:+ and the test tools} (1-3 minutes the first time)"
+say "installing nnU-Net v2 and the engine's dependencies${REQUIREMENTS[2]:+ and the test tools} (minutes the first time, seconds later)"
 pip install -q --disable-pip-version-check --no-deps nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 pip install -q --disable-pip-version-check "${REQUIREMENTS[@]}" 2>&1 \
   | grep -vE "^WARNING: Location|dependency resolver|requires timm" || true
