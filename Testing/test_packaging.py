@@ -70,3 +70,15 @@ def test_installed_wheel_finds_the_shipped_model_and_samples(tmp_path: Path) -> 
     location, model_name, samples = done.stdout.split()
     assert Path(location).is_relative_to(target)
     assert model_name == "batseg-light-synthetic" and int(samples) == 4
+
+
+def test_the_demo_installs_the_runtime_only_and_the_tests_add_their_tools() -> None:
+    """Issue 17, item 7: the test tools (slicer-core with VTK) stay out of the demo's environment."""
+    scripts = REPO / "scripts"
+    setup = (scripts / "setup.sh").read_text(encoding="utf-8")
+    assert "requirements-test.txt" in setup and '"${1:-}" = "--with-tests"' in setup
+    assert "bash scripts/setup.sh --with-tests" in (scripts / "test.sh").read_text(encoding="utf-8")
+    demo = (scripts / "demo.sh").read_text(encoding="utf-8")
+    assert "bash scripts/setup.sh" in demo and "--with-tests" not in demo
+    runtime = (REPO / "requirements.txt").read_text(encoding="utf-8")
+    assert "slicer" not in runtime.lower() and "pytest" not in runtime.lower()
