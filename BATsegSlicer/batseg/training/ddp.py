@@ -33,15 +33,14 @@ def _worker(
     from torch import distributed as dist
 
     from batseg.training.initial_weights import start_from
-    from batseg.training.trainer import nnUNetTrainerBATseg
+    from batseg.training.trainer import enable_cudnn_autotuning, nnUNetTrainerBATseg
 
     setup_ddp(rank, world_size)
     torch.cuda.set_device(torch.device("cuda", dist.get_rank()))
     trainer = nnUNetTrainerBATseg(plans, configuration, fold, dataset_json, device=torch.device("cuda"))
     maybe_load_checkpoint(trainer, resume, False, None)
     start_from(trainer, initial_weights)  # the same rule as run.train_fold's
-    torch.backends.cudnn.deterministic = False
-    torch.backends.cudnn.benchmark = True
+    enable_cudnn_autotuning(torch.device("cuda"))
     trainer.run_training()
     if final_validation:
         trainer.perform_actual_validation(False)

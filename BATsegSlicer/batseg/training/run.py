@@ -197,11 +197,12 @@ def train_fold(
     from nnunetv2.run.run_training import maybe_load_checkpoint
 
     from batseg.training.initial_weights import start_from
-    from batseg.training.trainer import nnUNetTrainerBATseg
+    from batseg.training.trainer import enable_cudnn_autotuning, nnUNetTrainerBATseg
 
     trainer = nnUNetTrainerBATseg(plans, CONFIGURATION, _nnunet_fold(fold), dataset_json, device=device)
     maybe_load_checkpoint(trainer, resume, False, None)
     start_from(trainer, initial_weights)
+    enable_cudnn_autotuning(device)  # as nnU-Net's run_training (and ddp._worker)
     trainer.run_training()
     if final_validation:
         with trainer.progress.stage(f"validate fold {fold}"):

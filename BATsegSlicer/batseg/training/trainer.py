@@ -133,6 +133,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def enable_cudnn_autotuning(device: torch.device) -> None:
+    """On CUDA, what nnU-Net's `run_training` sets before training: cuDNN's autotuner picks the
+    fastest convolution algorithms for the fixed patch shape; non-deterministic ones allowed.
+    On another device nothing changes. Used by the single-device path (`run.train_fold`) and
+    by each DDP process (`ddp._worker`)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+
+
 class nnUNetTrainerBATseg(nnUNetTrainer):
     """nnU-Net's trainer + the surface-distance-field head (see the module docstring)."""
 
