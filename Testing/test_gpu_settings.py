@@ -70,3 +70,50 @@ def test_ddp_worker_uses_the_same_setting() -> None:
     source = inspect.getsource(ddp._worker)
     assert "enable_cudnn_autotuning(" in source
     assert source.index("enable_cudnn_autotuning(") < source.index("trainer.run_training()")
+
+
+def _decide(device: str) -> bool:
+    """The trainer's compile decision for a device, on a stand-in (no network, no GPU)."""
+    stub = SimpleNamespace(device=torch.device(device), print_to_log_file=lambda *a, **k: None)
+    return trainer_module.nnUNetTrainerBATseg._do_i_compile(stub)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="nnU-Net never compiles on Windows")
+@pytest.mark.parametrize(
+    "setting, on_cuda",
+    [(None, True), ("1", True), ("true", True), ("false", False), ("0", False), ("f", False)],
+)
+def test_compile_decision_is_nnunets(setting, on_cuda, monkeypatch) -> None:
+    if setting is None:
+        monkeypatch.delenv("nnUNet_compile", raising=False)
+    else:
+        monkeypatch.setenv("nnUNet_compile", setting)
+    assert _decide("cuda") is on_cuda
+    assert _decide("cpu") is False  # nnU-Net never compiles on the CPU
+    stock = SimpleNamespace(device=torch.device("cuda"), print_to_log_file=lambda *a, **k: None)
+    assert nnUNetTrainer._do_i_compile(stock) is on_cuda
+
+
+@pytest.mark.slow
+def test_batseg_network_compiles_without_graph_breaks() -> None:
+    """BATsegNet's forward hook (the decoder's last features for the field head) is captured by
+    torch.compile in one graph; the compiled network's outputs equal eager ones and the head gets
+    gradients. Backend aot_eager: the same graph capture and autograd as inductor, without its
+    code generation (which needs a compiler and minutes on this CPU)."""
+    from batseg.network import build_network, topology_kwargs
+
+    torch.manual_seed(0)
+    net = build_network(topology_kwargs("light"), field_channels=4, deep_supervision=True)
+    x = torch.randn(2, 1, 8, 32, 32)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(net)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    torch._dynamo.reset()
+    compiled = torch.compile(net, backend="aot_eager")
+    seg_eager, field_eager = net(x)
+    seg_compiled, field_compiled = compiled(x)
+    torch._dynamo.reset()
+    assert all(torch.allclose(a, b, atol=1.5e-5) for a, b in zip(seg_eager, seg_compiled))
+    assert torch.allclose(field_eager, field_compiled, atol=1.5e-5)
+    (field_compiled.mean() + seg_compiled[0].mean()).backward()
+    assert net.field_head.weight.grad is not None and net.field_head.weight.grad.abs().sum() > 0

@@ -23,14 +23,16 @@ What changes relative to `nnUNetTrainer` (everything else is nnU-Net's own code,
 - final validation and nnU-Net's predictor see the inner PlainConvUNet (`BATsegNet.unet`),
   which returns a tensor as they expect.
 
-Decisions: torch.compile is opt-in (set nnUNet_compile=1; nnU-Net compiles by default on
-CUDA), see `_do_i_compile`. The seed fixes weight initialisation and the main process's random state; nnU-Net's
+Decisions: torch.compile follows nnU-Net's `_do_i_compile`, inherited unchanged: on by default
+on CUDA, off on the CPU, on MPS and on Windows, `nnUNet_compile=false` turns it off
+(BATsegNet's forward hook compiles without graph breaks, see Testing/test_gpu_settings.py and
+docs/method.md). cuDNN autotuning is on for CUDA training, as in nnU-Net's `run_training`
+(`enable_cudnn_autotuning`). The seed fixes weight initialisation and the main process's random state; nnU-Net's
 augmentation workers draw their own seeds, so two runs are not bit-identical.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -189,14 +191,6 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
             return unet
         channels = boundary_channels(target_kind(options.loss), options.variant, NUM_CLASSES)
         return BATsegNet(unet, channels, head_activation(options.loss))
-
-    def _do_i_compile(self) -> bool:
-        # BATsegNet hands the decoder's features to its head through a forward hook that stores
-        # them on the module; torch.compile's graph capture of such side effects is not
-        # something this project has verified, so compiling is opt-in (nnUNet_compile=1).
-        if "nnUNet_compile" not in os.environ:
-            return False
-        return super()._do_i_compile()
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         unwrap(self.network).decoder.deep_supervision = enabled
