@@ -15,8 +15,11 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-work_tmp/gpu_checks}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-# The placeholder comes last: a real SimpleITK, where one is installed, is found first.
-export PYTHONPATH="/tmp/site:$PWD/BATsegSlicer:$PWD/scripts/gpu/placeholder" PYTHONUNBUFFERED=1
+# PYTHONPATH comes before site-packages in sys.path, so the SimpleITK placeholder there would
+# hide a real SimpleITK: it joins PYTHONPATH only where no SimpleITK can be imported.
+PLACEHOLDER=""
+python3 -c "import SimpleITK" 2>/dev/null || PLACEHOLDER=":$PWD/scripts/gpu/placeholder"
+export PYTHONPATH="/tmp/site:$PWD/BATsegSlicer$PLACEHOLDER" PYTHONUNBUFFERED=1
 export nnUNet_raw=/tmp/nnunet nnUNet_preprocessed=/tmp/nnunet nnUNet_results=/tmp/nnunet
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"

@@ -4,18 +4,30 @@
 # ignores. Pure-Python packages published only as source are built into wheels here.
 # SimpleITK is left out: its 53 MB wheel and the working tree do not fit in one transfer
 # (64 MiB); the checks read no image file (see scripts/gpu/placeholder).
-# Pins: the versions scripts/setup.sh installs. Then run scripts/gpu/checks.sh on the device
-# with .whl carried (see that script).
+# Versions: those of this checkout's .venv (made by scripts/setup.sh), read from its package
+# metadata, so the device runs what the CPU tests ran: setup.sh pins nnunetv2 and
+# dynamic-network-architectures and leaves the rest (blosc2 included) to pip, as
+# requirements.txt does; a literal pin here would drift from them. The list: nnU-Net's packages
+# and what their import pulls in beyond the device image (torch, numpy, scipy, onnxruntime,
+# matplotlib); blosc2 4.15 imports msgpack, httpx, idna and threadpoolctl (measured with
+# `import blosc2` here), not numexpr any more. Then run scripts/gpu/checks.sh on the device with
+# .whl carried (see that script).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
-mkdir -p .whl
+rm -rf .whl && mkdir .whl  # no wheel of an older run beside the new ones (checks.sh installs .whl/*.whl)
 PY=${PYTHON:-python3}
-BINARY=(blosc2==4.14.1 ndindex==1.10.1 numexpr==2.14.2 connected-components-3d==4.1.1
-)
-PURE=(nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 acvl-utils==0.2.6 batchgenerators==0.25.5
-      batchgeneratorsv2==0.3.6 nibabel==5.4.2 importlib-resources==7.1.0 future==1.0.0 graphviz==0.21
-      yacs==0.1.8 linecache2==1.0.0 traceback2==1.4.0 unittest2==1.1.0)
+VENV_PY=${VENV_PYTHON:-.venv/bin/python}
+BINARY=(blosc2 ndindex msgpack connected-components-3d)
+PURE=(nnunetv2 dynamic-network-architectures acvl-utils batchgenerators batchgeneratorsv2 nibabel
+      httpx idna threadpoolctl importlib-resources future graphviz yacs linecache2 traceback2 unittest2)
+pinned() {  # "name==version" of each distribution as installed in the .venv; fails if one is missing
+  "$VENV_PY" -c 'import sys, importlib.metadata as m; print(" ".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' "$@"
+}
+binary=$(pinned "${BINARY[@]}") && pure=$(pinned "${PURE[@]}")
+read -ra BINARY <<< "$binary"
+read -ra PURE <<< "$pure"
+echo "versions of $VENV_PY: ${BINARY[*]} ${PURE[*]}"
 PLATFORMS=()
 for n in 39 35 34 31 28 27 24 17; do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done
 PLATFORMS+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64)
