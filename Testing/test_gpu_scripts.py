@@ -39,3 +39,9 @@ def test_training_step_benchmark_runs_on_cpu() -> None:
                                  "16", "32", "32", "--warmup", "0", "--repeats", "1", "--da-samples", "1",
                                  "--workers", "1", "--threads", "2")
     assert "ratio BATseg, free target / plain" in out
+
+
+def test_handover_benchmark_runs_on_cpu() -> None:
+    out = _run_without_simpleitk("scripts/bench_handover.py", "--batch", "1", "--patch", "4", "16", "16",
+                                 "--repeats", "1")
+    assert out.count(" MB  median ") == 3 and "labels exact True" in out
