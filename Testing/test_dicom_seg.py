@@ -113,7 +113,7 @@ def test_segments_carry_the_slicer_module_codes_names_and_colours(tmp_path: Path
         from BATsegSlicerLib import terminology
     finally:
         sys.path.remove(str(MODULE_DIR))
-    # The engine's copy of the codes is the module's.
+    # The engine and the module use one table of codes (batseg.labels).
     for name in ("CATEGORY", "NEOPLASM", "SPINAL_CORD"):
         ours, theirs = getattr(dicom_seg, name), getattr(terminology, name)
         assert (ours.value, ours.meaning, ours.scheme) == (theirs.value, theirs.meaning, theirs.scheme)

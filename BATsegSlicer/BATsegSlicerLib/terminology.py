@@ -49,49 +49,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from batseg.errors import BATsegError
-from batseg.labels import TUMOUR_CLASSES, TumourClass
+# The codes (one table with the engine's DICOM SEG writer; their sources are named above).
+from batseg.labels import (  # noqa: F401 (NEOPLASM: part of the table, used by callers)
+    CATEGORY, MODIFIER_BY_CLASS_KEY, NEOPLASM, PRIVATE_SCHEME, SPINAL_CORD, TUMOUR_CLASSES, TYPE_BY_CLASS_KEY, Code,
+    TumourClass, display_rgb,
+)
+from batseg.labels import SCT as SCHEME
 
 from BATsegSlicerLib.commands import MODULE_DIR
 
-SCHEME = "SCT"
-PRIVATE_SCHEME = "99BATSEG"  # DICOM private coding scheme ("99" prefix): this module's own labels
 # The module's own context (types); the anatomic region comes from Slicer's built-in DICOM list.
 TYPE_CONTEXT = "Segmentation category and type - BATseg spinal cord tumours"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 DICOM_TYPE_CONTEXT = "Segmentation category and type - DICOM master list"  # what BATseg before 0.7 wrote
 CONTEXT_FILE = os.path.join(MODULE_DIR, "Resources", "Terminology", "SegmentationCategoryTypeModifier-BATseg.term.json")
 CONTEXT_SCHEMA = "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json#"
-
-
-@dataclass(frozen=True)
-class Code:
-    """One coded concept: value, coding scheme designator, meaning."""
-
-    value: str
-    meaning: str
-    scheme: str = SCHEME
-
-
-CATEGORY = Code("49755003", "Morphologically abnormal structure")
-NEOPLASM = Code("108369006", "Neoplasm")
-SPINAL_CORD = Code("2748008", "Spinal cord")
-
-# Segment type per tumour class key (see the module docstring for each source).
-TYPE_BY_CLASS_KEY: dict[str, Code] = {
-    "meningioma": NEOPLASM,
-    "ependymoma": Code("1186904005", "Ependymoma"),
-    "astrocytoma": Code("1157043006", "Astrocytoma"),
-    "hemangioblastoma": NEOPLASM,
-}
-# Type modifier per class whose type code is shared (Neoplasm); see the module docstring.
-MODIFIER_BY_CLASS_KEY: dict[str, Code] = {
-    "meningioma": Code("MENINGIOMA", "Spinal meningioma", PRIVATE_SCHEME),
-    "hemangioblastoma": Code("HEMANGIOBLASTOMA", "Hemangioblastoma", PRIVATE_SCHEME),
-}
 
 
 def terminology_string(tumour: TumourClass) -> str:
@@ -168,16 +143,13 @@ def context_document() -> dict[str, Any]:
     specific tumour types and Neoplasm with this module's two modifiers, in the segments'
     colours and names."""
 
-    def colour(tumour: TumourClass) -> list[int]:
-        return [int(round(255 * channel)) for channel in tumour.color]
-
     def entry(code: Code, label: str, tumour: TumourClass | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {"CodeMeaning": code.meaning, "CodingSchemeDesignator": code.scheme,
                                 "CodeValue": code.value, "3dSlicerLabel": label}
         if code.scheme == SCHEME:
             item["SNOMEDCTConceptID"] = code.value
         if tumour is not None:
-            item["recommendedDisplayRGBValue"] = colour(tumour)
+            item["recommendedDisplayRGBValue"] = list(display_rgb(tumour))
         return item
 
     types = []

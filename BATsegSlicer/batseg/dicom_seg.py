@@ -14,8 +14,8 @@ OHIF, 3D Slicer (QuantitativeReporting) or highdicom opens on top of the source 
   still says "nothing found" on every slice;
 - each segment carries the terminology of the Slicer module's segments (category, type, the
   private type modifier that tells the two Neoplasm-coded types apart, anatomic region spinal
-  cord; copied from BATsegSlicerLib/terminology.py, where the sources of the codes are named,
-  and kept equal to it by Testing/test_dicom_seg.py) and the same colour (`batseg.labels`,
+  cord; the one table of `batseg.labels`, which BATsegSlicerLib/terminology.py uses too and
+  where the sources of the codes are named) and the same colour (`batseg.labels`,
   written as the recommended CIELab display colour from the colour's 0-255 RGB, as the
   terminology file rounds it);
 - the algorithm is identified as automatic, family "Artificial Intelligence" (DCM 123110),
@@ -29,7 +29,6 @@ when a SEG is written, so nothing else depends on it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,49 +36,19 @@ import numpy as np
 
 from batseg import __version__
 from batseg.errors import BATsegError
-from batseg.labels import TUMOUR_CLASSES, TumourClass
+from batseg.labels import (  # noqa: F401 (NEOPLASM, PRIVATE_SCHEME, SCT: re-exported with the table)
+    CATEGORY, MODIFIER_BY_CLASS_KEY, NEOPLASM, PRIVATE_SCHEME, SCT, SPINAL_CORD, TUMOUR_CLASSES, TYPE_BY_CLASS_KEY,
+    Code, display_rgb,
+)
 
 SEG_SUFFIX = ".seg.dcm"
-SCT = "SCT"
-PRIVATE_SCHEME = "99BATSEG"  # DICOM private coding scheme ("99" prefix): this project's own labels
 # The research-use line of the SEG (ContentDescription is a DICOM LO: 64 characters at most).
 CONTENT_DESCRIPTION = "BATseg research software; not for clinical use"
 CONTENT_LABEL = "BATSEG"  # a DICOM CS: upper case, 16 characters at most
 SERIES_NUMBER_OFFSET = 1000  # the SEG's series number: the source's plus this (a common convention)
 
 
-@dataclass(frozen=True)
-class SegmentCode:
-    """One coded concept (value, coding scheme designator, meaning)."""
-
-    value: str
-    meaning: str
-    scheme: str = SCT
-
-
-# The codes of BATsegSlicerLib/terminology.py (its docstring names the source of each); the
-# engine cannot import the Slicer library, so they are repeated here and a test keeps them equal.
-CATEGORY = SegmentCode("49755003", "Morphologically abnormal structure")
-NEOPLASM = SegmentCode("108369006", "Neoplasm")
-SPINAL_CORD = SegmentCode("2748008", "Spinal cord")
-TYPE_BY_CLASS_KEY: dict[str, SegmentCode] = {
-    "meningioma": NEOPLASM,
-    "ependymoma": SegmentCode("1186904005", "Ependymoma"),
-    "astrocytoma": SegmentCode("1157043006", "Astrocytoma"),
-    "hemangioblastoma": NEOPLASM,
-}
-MODIFIER_BY_CLASS_KEY: dict[str, SegmentCode] = {
-    "meningioma": SegmentCode("MENINGIOMA", "Spinal meningioma", PRIVATE_SCHEME),
-    "hemangioblastoma": SegmentCode("HEMANGIOBLASTOMA", "Hemangioblastoma", PRIVATE_SCHEME),
-}
-
-
-def display_rgb(tumour: TumourClass) -> tuple[int, int, int]:
-    """The class colour in 0-255, rounded as the Slicer module's terminology file writes it."""
-    return tuple(int(round(255 * channel)) for channel in tumour.color)  # type: ignore[return-value]
-
-
-def _concept(code: SegmentCode):
+def _concept(code: Code):
     from highdicom.sr import CodedConcept
 
     return CodedConcept(code.value, code.scheme, code.meaning)
