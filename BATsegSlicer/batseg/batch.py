@@ -33,7 +33,7 @@ import SimpleITK as sitk
 
 from batseg.errors import BATsegError, InputImageError
 from batseg.image_headers import quiet_itk
-from batseg.io import IMAGE_SUFFIXES, Case, _dicom_cases, case_name, find_cases, is_image_file
+from batseg.io import IMAGE_SUFFIXES, Case, _dicom_cases, case_name, check_unique_names, find_cases, is_image_file
 
 # A file whose name (without its image suffix and nnU-Net's _0000) ends like this is a label map or mask.
 MASK_NAME = re.compile(
@@ -94,12 +94,7 @@ def find_batch_cases(
             f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}) and no DICOM series {where}; "
             "give an image file or a folder of images"
         )
-    names = [c.name for c in cases]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputImageError(
-            f"several inputs in {path} would write the same output name ({', '.join(duplicates)}); rename them"
-        )
+    check_unique_names(cases, path)
     return cases, skipped
 
 

@@ -199,13 +199,18 @@ def find_cases(input_path: str | os.PathLike) -> list[Case]:
             f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)}) and no DICOM series; "
             "give an image file or a folder of images"
         )
+    check_unique_names(cases, path)
+    return cases
+
+
+def check_unique_names(cases: list[Case], path: Path) -> None:
+    """Refuse inputs of folder `path` that would write the same output name."""
     names = [c.name for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputImageError(
             f"several inputs in {path} would write the same output name ({', '.join(duplicates)}); rename them"
         )
-    return cases
 
 
 # ---------------------------------------------------------------------------------------------
