@@ -76,6 +76,14 @@ class Progress:
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
 
+    def warn(self, message: str) -> None:
+        """A warning line: a log event in json mode, else one line on stderr (in every other mode)."""
+        if self.mode == "json":
+            self.log(f"warning: {message}")
+        else:
+            sys.stderr.write(f"batseg: warning: {message}\n")
+            sys.stderr.flush()
+
     def result(self, **fields: Any) -> None:
         """The command's final outcome (paths written, figures measured)."""
         self._emit({"event": "result", **fields})

@@ -110,15 +110,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _warn(progress, message: str) -> None:
-    """A warning line: a log event in json mode, else one line on stderr."""
-    if progress.mode == "json":
-        progress.log(f"warning: {message}")
-    else:
-        sys.stderr.write(f"batseg: warning: {message}\n")
-        sys.stderr.flush()
-
-
 def options_from(args: argparse.Namespace):
     """PredictOptions from the parsed arguments."""
     import math
@@ -204,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
     def show_disclaimer() -> None:
         if not disclaimer_shown:
-            _warn(progress, predictor.disclaimer)
+            progress.warn(predictor.disclaimer)
             disclaimer_shown.append(True)
 
     if progress.mode == "bar":
@@ -217,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
 
     def report(result: dict) -> None:
         for message in result["warnings"]:
-            _warn(progress, f"{result['case']}: {message}")
+            progress.warn(f"{result['case']}: {message}")
         progress.result(**result)
         if progress.mode == "bar":
             sys.stderr.write(

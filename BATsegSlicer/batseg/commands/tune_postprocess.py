@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(tuning), flush=True)
     entry = manifest_entry(tuning, args.data)
     for message in entry["postprocessing"]["warnings"]:
-        _warn(progress, message)
+        progress.warn(message)
     identity = tuned_identity(predictor.manifest, entry, args.model_version)
     if args.json:
         table = {"cases": tuning.cases, "candidates": [dataclasses.asdict(c) for c in tuning.candidates], **entry}
@@ -100,17 +100,6 @@ def run(args: argparse.Namespace) -> int:
                     chosen_one_type_per_lesion=tuning.chosen.one_type_per_lesion,
                     outputs={"model": args.output, "json": args.json})
     return 0
-
-
-def _warn(progress, message: str) -> None:
-    """A warning line: a log event in json mode, else one line on stderr."""
-    import sys
-
-    if progress.mode == "json":
-        progress.log(f"warning: {message}")
-    else:
-        sys.stderr.write(f"batseg: warning: {message}\n")
-        sys.stderr.flush()
 
 
 def _check_not_data(pairs, *outputs: str | None) -> None:
