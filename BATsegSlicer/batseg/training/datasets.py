@@ -187,9 +187,8 @@ def check_label_grid(case: Case) -> None:
             )
 
 
-def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(size, spacing) of an image from its header, in patient axis order where it is 3-D."""
-    import numpy as np
+def _header_reader(path: Path):
+    """A SimpleITK reader of the image at `path` that has read its header (not its voxels)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -198,6 +197,14 @@ def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
         reader.ReadImageInformation()
     except RuntimeError:
         raise BATsegError(f"cannot read the image header of {path}; is it a valid image file?") from None
+    return reader
+
+
+def _grid(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(size, spacing) of an image from its header, in patient axis order where it is 3-D."""
+    import numpy as np
+
+    reader = _header_reader(path)
     size, spacing = tuple(float(n) for n in reader.GetSize()), reader.GetSpacing()
     if len(size) != 3:
         return size, spacing
@@ -217,12 +224,7 @@ def orientation_code(path: Path) -> str:
     """The ITK/DICOM orientation code (e.g. "PIR") of an image, read from its header only."""
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise BATsegError(f"cannot read the image header of {path}; is it a valid image file?") from None
+    reader = _header_reader(path)
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reader.GetDirection())
 
 
