@@ -338,7 +338,7 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     child = read_manifest(second)
     assert child["parent"]["sha256"] == sha256_file(parent)
     assert child["parent"]["name"] == manifest["name"] and child["parent"]["version"] == DEFAULT_VERSION == "0.1.0"
-    assert child["version"] == "1.1.0" and child["training"]["learning_rate"] == pytest.approx(1e-3)
+    assert child["version"] == "0.2.0" and child["training"]["learning_rate"] == pytest.approx(1e-3)  # 0.1.0 bumped
     assert child["parent"]["new_cases"] == 2 and child["parent"]["replay_cases"] == 6
     # The parent's tuned postprocessing, through the real path (the Slicer button runs this command).
     assert child["postprocessing"]["min_volume_mm3"] == 500.0
