@@ -362,7 +362,7 @@ def test_train_package_reload_and_finetune(nnunet_env: Path, capsys: pytest.Capt
     third = tmp / "third.batseg"
     run_cli(["train", "--data", str(newer), "--finetune-from", str(second), "--output", str(third), *finetune], capsys)
     grandchild = read_manifest(third)
-    assert grandchild["version"] == "1.2.0"
+    assert grandchild["version"] == "0.3.0"
     assert grandchild["parent"]["replay_cases"] == 6 and grandchild["parent"]["earlier_round_cases"] == 2
     assert grandchild["training"]["data"]["original"]["sources"] == [str(data)]
     assert [r["num_cases"] for r in grandchild["training"]["data"]["rounds"]] == [2, 1]
