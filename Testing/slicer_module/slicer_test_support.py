@@ -78,3 +78,18 @@ def write_synthetic_scan(path: Path, seed: int = 0, size: tuple[int, int, int] =
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path))
     return path
+
+
+FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
+
+
+def fake_interpreter(folder: Path) -> str:
+    """An executable in `folder` that stands in for the interpreter: it runs fake_engine.py with its args."""
+    import stat
+    import sys
+
+    wrapper = folder / "fakepython"
+    wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = ['fake_engine'] + sys.argv[1:]\n"
+                       f"runpy.run_path({str(FAKE_ENGINE)!r}, run_name='__main__')\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return str(wrapper)

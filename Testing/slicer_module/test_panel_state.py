@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import ast
-import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,20 +24,17 @@ from BATsegSlicerLib.jobs import JobState
 from BATsegSlicerLib.logic import BATsegLogic
 from BATsegSlicerLib.panel_state import FINE_TUNE, SEGMENT, PanelState
 from BATsegSlicerLib.parameter_node import parameter_node
+from slicer_test_support import fake_interpreter
 
-FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 WIDGET_SOURCE = Path(__file__).resolve().parents[2] / "BATsegSlicer" / "BATsegSlicer.py"
 
 
 @pytest.fixture
 def logic(tmp_path, monkeypatch):
     """A Logic whose child process is the stand-in engine (any model path stands for a valid model)."""
-    wrapper = tmp_path / "fakepython"
-    wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = ['fake_engine'] + sys.argv[1:]\n"
-                       f"runpy.run_path({str(FAKE_ENGINE)!r}, run_name='__main__')\n")
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = fake_interpreter(tmp_path)
     monkeypatch.setattr(logic_module, "read_manifest", lambda path: {"name": "fake", "version": "0"})
-    return BATsegLogic(userModelsDir=str(tmp_path / "models"), python=str(wrapper))
+    return BATsegLogic(userModelsDir=str(tmp_path / "models"), python=wrapper)
 
 
 def _start_run(state: PanelState, logic: BATsegLogic, volume):

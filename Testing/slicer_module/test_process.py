@@ -14,7 +14,6 @@ refuses, before starting, one that does not exist or holds no imagesTr/.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from BATsegSlicerLib.jobs import Job, JobState
 from BATsegSlicerLib.logic import BATsegLogic
 from BATsegSlicerLib.process import ChildProcess
 
-from slicer_test_support import make_model_file, processes_alive
+from slicer_test_support import fake_interpreter, make_model_file, processes_alive
 
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 
@@ -44,13 +43,10 @@ def _fake_job(mode: str, **callbacks) -> Job:
 @pytest.fixture
 def fake_python(tmp_path, monkeypatch):
     """An executable that stands in for the interpreter: it runs fake_engine.py with its args."""
-    wrapper = tmp_path / "fakepython"
-    wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = ['fake_engine'] + sys.argv[1:]\n"
-                       f"runpy.run_path({str(FAKE_ENGINE)!r}, run_name='__main__')\n")
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = fake_interpreter(tmp_path)
     # Model validation is tested in test_models.py; here any path stands for a valid model.
     monkeypatch.setattr(logic_module, "read_manifest", lambda path: {"name": "fake", "version": "0"})
-    return str(wrapper)
+    return wrapper
 
 
 def test_events_are_parsed():

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +28,8 @@ from BATsegSlicerLib.ai_output import AI_OUTPUT_OF, AI_OUTPUT_REFERENCE, recall_
 from BATsegSlicerLib.commands import PredictOptions
 from BATsegSlicerLib.jobs import JobState
 from BATsegSlicerLib.logic import BATsegLogic
+from slicer_test_support import fake_interpreter
 
-FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 
 
 def save_like_the_save_dialog(scene, folder: str) -> list[str]:
@@ -69,14 +67,11 @@ def reload(scene, folder: str) -> None:
 
 
 def _segment_with_the_logic(tmp_path, monkeypatch, volume):
-    wrapper = tmp_path / "fakepython"
-    wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = ['fake_engine'] + sys.argv[1:]\n"
-                       f"runpy.run_path({str(FAKE_ENGINE)!r}, run_name='__main__')\n")
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = fake_interpreter(tmp_path)
     monkeypatch.setattr(logic_module, "read_manifest",
                         lambda path: {"name": "fake", "version": "1.0", "weights_sha256": "ab" * 32})
     monkeypatch.setenv("BATSEG_FAKE_MODE", "predict")
-    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=str(wrapper))
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=wrapper)
     job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
     assert job.state is JobState.SUCCEEDED, job.full_log()
     return job.result

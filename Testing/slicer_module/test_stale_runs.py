@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import tempfile
@@ -24,20 +23,16 @@ from BATsegSlicerLib.commands import PredictOptions
 from BATsegSlicerLib.jobs import JobState
 from BATsegSlicerLib.logic import BATsegLogic
 
-from slicer_test_support import processes_alive
+from slicer_test_support import fake_interpreter, processes_alive
 
 psutil = pytest.importorskip("psutil")
-FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
 
 
 @pytest.fixture
 def logic(tmp_path, monkeypatch):
-    wrapper = tmp_path / "fakepython"
-    wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.argv = ['fake_engine'] + sys.argv[1:]\n"
-                       f"runpy.run_path({str(FAKE_ENGINE)!r}, run_name='__main__')\n")
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    wrapper = fake_interpreter(tmp_path)
     monkeypatch.setattr(logic_module, "read_manifest", lambda path: {"name": "fake", "version": "0"})
-    return BATsegLogic(userModelsDir=str(tmp_path / "models"), python=str(wrapper))
+    return BATsegLogic(userModelsDir=str(tmp_path / "models"), python=wrapper)
 
 
 def _dead_pid() -> int:
