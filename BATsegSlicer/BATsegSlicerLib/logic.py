@@ -153,13 +153,7 @@ class BATsegLogic(_LogicBase):
             on_finished=onFinished, cleanup=lambda: shutil.rmtree(workdir, ignore_errors=True),
             shown_elsewhere=[model_disclaimer(manifest)],  # printed by the engine on every run
         )
-        try:
-            job.start()
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
-        record_child(workdir, process.pid)
-        return job
+        return _start(job, process, workdir)
 
     def _load_segmentation(self, volume, output_dir: str, manifest: dict[str, Any],
                            options: PredictOptions, warnings: list[str]) -> SegmentationResult:
@@ -247,13 +241,19 @@ class BATsegLogic(_LogicBase):
 
         job = Job("BATseg fine-tuning", process, on_event=onEvent, on_success=load_model,
                   on_finished=onFinished, cleanup=cleanup)
-        try:
-            job.start()
-        except BaseException:
-            shutil.rmtree(record, ignore_errors=True)
-            raise
-        record_child(record, process.pid)
-        return job
+        return _start(job, process, record)
+
+
+def _start(job: Job, process: ChildProcess, run_folder: str) -> Job:
+    """Start a job's child; record its pid in the run folder once it runs (so a later Slicer can stop
+    it if this one crashes), or remove the folder if the child could not start."""
+    try:
+        job.start()
+    except BaseException:
+        shutil.rmtree(run_folder, ignore_errors=True)
+        raise
+    record_child(run_folder, process.pid)
+    return job
 
 
 def exported_case_count(export_dir: str) -> int:
