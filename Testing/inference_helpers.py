@@ -153,3 +153,17 @@ def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float 
     return subprocess.run(
         [sys.executable, "-m", "batseg", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
+
+
+def assert_predict_refuses(path: Path, out: Path, capfd) -> None:
+    """`batseg predict` (in this process) on `path` exits 2 with one error line, no traceback, and
+    leaves `out` without any file."""
+    from batseg.cli import main
+
+    status = main(["predict", "-i", str(path), "-o", str(out), "--model", str(light_model()), "--progress", "quiet"])
+    captured = capfd.readouterr()
+    assert status == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("batseg: error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert not out.exists() or not any(out.iterdir())

@@ -27,7 +27,7 @@ from batseg.errors import BATsegError, InputImageError
 from batseg.evaluation import read_label_file
 from batseg.io import find_cases, read_image
 from dicom_helpers import int16_image, write_dicom_series
-from inference_helpers import PIR_DIRECTION, cache_dir, light_model, make_image, run_cli, sagittal_image, smooth_volume
+from inference_helpers import PIR_DIRECTION, assert_predict_refuses, cache_dir, light_model, make_image, run_cli, sagittal_image, smooth_volume
 
 # A NIfTI of this shape compresses to more than ITK reads at once, so ITK never reaches the gzip
 # trailer and reads a damaged stream without error (a smaller file fails inside ITK instead).
@@ -250,14 +250,7 @@ def test_hostile_input_through_the_cli(kind: str, tmp_path: Path, capfd, monkeyp
     monkeypatch.setenv("BATSEG_CACHE_DIR", str(cache_dir()))
     (tmp_path / "in").mkdir()
     path = HOSTILE_INPUTS[kind][0](tmp_path / "in")
-    out = tmp_path / "out"
-    status = main(["predict", "-i", str(path), "-o", str(out), "--model", str(light_model()), "--progress", "quiet"])
-    captured = capfd.readouterr()
-    assert status == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("batseg: error: "), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    assert not out.exists() or not any(out.iterdir())
+    assert_predict_refuses(path, tmp_path / "out", capfd)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from batseg.cli import main
 from batseg.errors import InputImageError
 from batseg.io import find_cases, read_image, read_image_info
 from dicom_helpers import int16_image, write_dicom_series
-from inference_helpers import PIR_DIRECTION, cache_dir, light_model, predictor, run_cli, smooth_volume
+from inference_helpers import PIR_DIRECTION, assert_predict_refuses, cache_dir, light_model, predictor, run_cli, smooth_volume
 
 
 def _nifti(path: Path, array: np.ndarray, spacing=(0.5, 0.5, 3.6)) -> Path:
@@ -239,14 +239,7 @@ def test_bad_input_raises_one_line_input_image_error(kind: str, tmp_path: Path) 
 def test_bad_input_through_the_cli(kind: str, tmp_path: Path, capfd, monkeypatch) -> None:
     monkeypatch.setenv("BATSEG_CACHE_DIR", str(cache_dir()))
     path = BAD_INPUTS[kind][0](tmp_path / "in" if (tmp_path / "in").mkdir() is None else tmp_path)
-    out = tmp_path / "out"
-    status = main(["predict", "-i", str(path), "-o", str(out), "--model", str(light_model()), "--progress", "quiet"])
-    captured = capfd.readouterr()
-    assert status == 2
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("batseg: error: "), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    assert not out.exists() or not any(out.iterdir())
+    assert_predict_refuses(path, tmp_path / "out", capfd)
 
 
 def test_too_large_is_refused_before_any_pixel_is_read(tmp_path: Path) -> None:
