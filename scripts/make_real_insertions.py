@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,15 @@ def _read(name: str, paths: tuple[str, str]) -> tuple[sitk.Image, sitk.Image]:
     return sitk.ReadImage(str(scan), sitk.sitkFloat32), sitk.ReadImage(str(mask), sitk.sitkFloat32)
 
 
+@dataclass(frozen=True)
+class NegativeGrid:
+    """How T2 negatives are cut. 0.7.0 was trained with the defaults (cropped to the cord rows like the
+    T1-like cases); whole_fov keeps the skull base and the lower rows, where false lesions arose on
+    real T2 scans, and native_share keeps the scan's own grid for that share of them."""
+    whole_fov: bool = False
+    native_share: float = 0.0
+
+
 def _write(folder: Path, case: str, image: sitk.Image, label: sitk.Image, cord: sitk.Image) -> None:
     for sub, suffix, item in (("imagesTr", "_0000", image), ("labelsTr", "", label), ("cordTr", "", cord)):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -70,13 +80,20 @@ def _on_grid(array: np.ndarray, reference: sitk.Image, pixel: int) -> sitk.Image
     return image
 
 
-def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: float) -> tuple[sitk.Image, sitk.Image, sitk.Image, dict]:
-    """One case on `name`'s background (module docstring)."""
+def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: float,
+              negatives: NegativeGrid | None = None) -> tuple[sitk.Image, sitk.Image, sitk.Image, dict]:
+    """One case on `name`'s background (module docstring); `negatives` says how T2 negatives are cut."""
+    negatives = negatives or NegativeGrid()
     rng = np.random.default_rng([seed, index])
     scan, mask = _read(name, BACKGROUNDS[name][:2])
     reference = clinical_grid(scan, rng)
+    draw = rng.random()
+    negative = BACKGROUNDS[name][2] == "T2" and draw < t2_negative
+    if negative and rng.random() < negatives.native_share:  # as distributed: users load files unresliced
+        reference = scan
     cord = sitk.GetArrayFromImage(reslice(mask, reference, label=True))
-    if BACKGROUNDS[name][2] == "T2":  # only the rows with a cord mask can be made T1-like
+    # Only the rows with a cord mask can be made T1-like; a negative may keep the whole field of view.
+    if BACKGROUNDS[name][2] == "T2" and not (negative and negatives.whole_fov):
         rows = cord_rows(cord, reference.GetSpacing()[1])
         reference = crop_rows(reference, rows)
         cord = cord[:, rows]
@@ -85,8 +102,7 @@ def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: flo
     meta = {"background": name, "spacing_mm": [round(s, 3) for s in reference.GetSpacing()],
             "size": list(reference.GetSize()), "contrast": BACKGROUNDS[name][2]}
     label = np.zeros(image.shape, np.uint8)
-    draw = rng.random()
-    if BACKGROUNDS[name][2] == "T2" and draw < t2_negative:
+    if negative:
         meta["role"] = "T2 negative (unaltered contrast, no lesion)"
     else:
         if BACKGROUNDS[name][2] == "T2":
@@ -113,7 +129,7 @@ DEFAULT_NAMES = {"train": "Dataset511_BATsegRealInsertTrain", "test": "Dataset51
 
 
 def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float, healthy: float,
-                name: str | None = None) -> None:
+                name: str | None = None, negatives: NegativeGrid | None = None) -> None:
     folder = out / (name or DEFAULT_NAMES[split])
     names = TRAIN if split == "train" else HELD_OUT
     metas = {}
@@ -121,7 +137,7 @@ def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float
         name = names[index % len(names)]
         # No "_NNNN" ending: nnU-Net reads "CASE_0000" as case CASE, channel 0.
         case = f"real{split}{index:04d}"
-        image, label, cord, meta = make_case(name, index + 1000 * seed, seed, t2_negative, healthy)
+        image, label, cord, meta = make_case(name, index + 1000 * seed, seed, t2_negative, healthy, negatives)
         _write(folder, case, image, label, cord)
         metas[case] = meta
         print(f"{case}: {name} {meta['role']} {meta.get('lesions', '')}", flush=True)
@@ -154,13 +170,18 @@ def main() -> None:
     parser.add_argument("--t2-negative-fraction", type=float, default=0.15)
     parser.add_argument("--healthy-fraction", type=float, default=0.1)
     parser.add_argument("--name", default=None, help="dataset folder name (default: Dataset511/512_...)")
+    parser.add_argument("--negative-whole-fov", action="store_true",
+                        help="T2 negatives keep the whole field of view (default: cropped to the cord rows)")
+    parser.add_argument("--negative-native-share", type=float, default=0.0,
+                        help="share of T2 negatives left on the scan's own grid, as distributed (default 0)")
     args = parser.parse_args()
     if args.split == "unaltered":
         write_unaltered(args.out)
     else:
         negative = args.t2_negative_fraction if args.split == "train" else 0.0
         healthy = args.healthy_fraction if args.split == "train" else 0.0
-        write_split(args.out, args.split, args.cases, args.seed, negative, healthy, args.name)
+        write_split(args.out, args.split, args.cases, args.seed, negative, healthy, args.name,
+                    NegativeGrid(args.negative_whole_fov, args.negative_native_share))
 
 
 if __name__ == "__main__":

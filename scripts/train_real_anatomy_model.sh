@@ -6,7 +6,8 @@
 #
 # Needs ../shared/data/real-spine-mri beside the repository. Knobs (environment): EPOCHS (50), ITERS
 # (50), LR (0.003), VERSION (0.7.0), PARENT (default: 0.6.0 from git history), DEVICE (cpu), FORCE=1 to
-# replace a shipped file of that version. Backgrounds sct_t1w and errsm_24 never enter training
+# replace a shipped file of that version, CARD=0 to stop before the card; the real training split: TRAIN_SEED (1), TRAIN_CASES (240),
+# TRAIN_OPTS (extra options of make_real_insertions.py; default "": T2 negatives 15%, cropped to the cord). Backgrounds sct_t1w and errsm_24 never enter training
 # (scripts/make_real_insertions.py, HELD_OUT). A step whose output exists is skipped (a rerun
 # continues where one stopped); delete WORK_DIR to start over.
 set -euo pipefail
@@ -43,7 +44,8 @@ insert() {  # $1 folder, $2 dataset name, $3.. options
   local out=$1 name=$2; shift 2
   [ -f "$out/$name/dataset.json" ] || python scripts/make_real_insertions.py --out "$out" --name "$name" "$@" > "$out.log"
 }
-insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n 240 --seed 1
+# shellcheck disable=SC2086  # TRAIN_OPTS is a list of options
+insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n "${TRAIN_CASES:-240}" --seed "${TRAIN_SEED:-1}" ${TRAIN_OPTS:-}
 insert "$W/real_val" Dataset513_BATsegRealInsertVal --split train -n 24 --seed 3
 insert "$W/real_test" Dataset512_BATsegRealInsertTest --split test -n 48 --seed 2
 [ -d "$W/real_unaltered/resliced" ] || python scripts/make_real_insertions.py --out "$W/real_unaltered" --split unaltered
@@ -75,6 +77,7 @@ evaluate() {  # $1 tag, $2 model file
 evaluate parent "$PARENT"
 evaluate "$NAME" "$W/$NAME-tuned.batseg"
 
-# 5. Card and shipped file.
+# 5. Card and shipped file (CARD=0 stops before: the figures are in WORK_DIR for review).
+[ "${CARD:-1}" = 0 ] && exit 0
 python scripts/make_real_anatomy_card.py --work "$W" --name "$NAME" --parent "$PARENT" --version "$VERSION" \
   --epochs "$EPOCHS" --iters "$ITERS" ${FORCE:+--force}
