@@ -1,10 +1,14 @@
 """BATsegSlicer: spinal cord tumour segmentation on sagittal T1 Gd MRI (3D Slicer module).
 
 This file holds only what needs the application: the Module (title, help, sample data), the
-Widget (binds the panel to the parameter node, calls the Logic, shows progress) and the
-self-test that drives the Widget in a real Slicer. All work is in BATsegSlicerLib (Logic) and
-the engine `batseg`, which runs in a child process: never torch in Slicer's own process.
+Widget (wires the panel's signals to the logic objects it receives, binds the panel to the
+parameter node and renders what the logic objects decide) and the self-test that drives the
+Widget in a real Slicer. All work and every decision is in BATsegSlicerLib (Logic, the panel's
+state and flows, tested headless) and the engine `batseg`, which runs in a child process: never
+torch in Slicer's own process.
 """
+
+from __future__ import annotations  # type hints stay text: this file must load on Slicer 5.8's Python 3.9
 
 import logging
 import os
@@ -29,17 +33,20 @@ STARTUP_PROBLEM = startup_problem(slicer_version=slicer_version_text(getattr(sli
 if not STARTUP_PROBLEM:
     from BATsegSlicerLib import install
     from BATsegSlicerLib.commands import DEVICES
-    from BATsegSlicerLib.gpu import parse_probe, probe_process
-    from BATsegSlicerLib.jobs import JobState
+    from BATsegSlicerLib.dialog_texts import CASE_NOT_EXPORTED, fine_tuned_notice
+    from BATsegSlicerLib.dialogs import SlicerDialogs
+    from BATsegSlicerLib.gpu_probe import GpuProbe, ProbeState
+    from BATsegSlicerLib.install_flow import DependencyStatus, InstallFlow
+    from BATsegSlicerLib.job_control import JobControl, JobView, running_status
+    from BATsegSlicerLib.jobs import Job, JobState
     from BATsegSlicerLib.lesion_report import TABLE_HEADERS
     from BATsegSlicerLib.logic import BATsegLogic, exported_case_count
-    from BATsegSlicerLib.models import read_manifest
-    from BATsegSlicerLib.panel_state import FINE_TUNE, SEGMENT, PanelState, fine_tune_question
+    from BATsegSlicerLib.model_list import ModelList, model_info, removable
+    from BATsegSlicerLib.panel_state import DEVICE_LABELS, PanelState, ShownResult, device_at, device_index
     from BATsegSlicerLib.run_summary import status_html
 
 DISCLAIMER = ("Research software. The shipped model is trained on synthetic phantoms only; "
               "it is not a medical device and is not for clinical use.")
-DEVICE_LABELS = ("Auto", "CPU", "GPU (CUDA)")  # same order as commands.DEVICES
 
 
 class BATsegSlicer(ScriptedLoadableModule):
@@ -92,25 +99,30 @@ def registerSampleData():
 class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: input, model, device, options, run/cancel, results, correction, export.
 
-    The decisions (buttons, a run ending while another module is shown, what to show on return)
-    are made by BATsegSlicerLib.panel_state.PanelState, tested headless; this class copies them
-    onto the widgets. The parameter node is always the scene's current one (`self.state.parameters`),
-    never a kept reference: leaving the module only stops following it.
+    It receives its logic objects (each made with its default when not given, as SlicerNNUnet's
+    widget does) and only wires Qt signals to them and copies their answers onto the widgets:
+    the decisions are plain code in BATsegSlicerLib, driven headless by the tests:
+    panel_state (buttons, a run ending while another module is shown, what to show on return),
+    job_control (runs, polling, outcomes), gpu_probe (the device line), install_flow
+    (dependencies), model_list (models) and dialog_texts (what the dialogs say). The parameter
+    node is always the scene's current one (`self.state.parameters`), never a kept reference:
+    leaving the module only stops following it.
     """
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, logic: BATsegLogic | None = None, dialogs: SlicerDialogs | None = None,
+                 installFlow: InstallFlow | None = None, gpuProbe: GpuProbe | None = None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.state = None
+        self.logic = logic  # BATsegLogic
+        self.dialogs = dialogs  # dialogs.SlicerDialogs
+        self.installFlow = installFlow  # install_flow.InstallFlow
+        self.gpuProbe = gpuProbe  # gpu_probe.GpuProbe
+        self.state = None  # panel_state.PanelState, on the Logic's parameter node
+        self.jobs = None  # job_control.JobControl
+        self.modelList = None  # model_list.ModelList
         self._observedNode = None  # the parameter node the panel follows while it is shown
         self._guiSynced = False  # the widgets show the parameter node's values (GUI -> node allowed)
         self._updatingGUI = False
-        self.probe = None
-        self.gpuInfo = None
-        self.modelEntries = []
-        self.dependencyProblems = []
-        self._logShown = 0
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self):
@@ -128,9 +140,27 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                            self.ui.dependenciesCollapsibleButton):
                 widget.enabled = False
             return
-        self.logic = BATsegLogic()
-        self.state = PanelState(self.logic.getParameterNode, blocked=STARTUP_PROBLEM)
+        self.createLogic()
+        self.setupWidgets()
+        self.connectSignals()
+        self.refreshModels()
+        self.installFlow.refresh()  # shown by showDependencies
+        self.initializeParameterNode()
+        self.updateGUIFromParameterNode()
+        self.startGpuProbe()
 
+    def createLogic(self) -> None:
+        """The logic objects not given to the constructor, and the panel's flows over them."""
+        self.logic = self.logic or BATsegLogic()
+        self.state = PanelState(self.logic.getParameterNode, blocked=STARTUP_PROBLEM)
+        self.dialogs = self.dialogs or SlicerDialogs()
+        self.installFlow = self.installFlow or InstallFlow(blocked=STARTUP_PROBLEM)
+        self.installFlow.on_change = self.showDependencies
+        self.gpuProbe = self.gpuProbe or GpuProbe()
+        self.jobs = JobControl(self.state, self.logic, self.dialogs, self.installFlow, self.appendLog)
+        self.modelList = ModelList(self.logic, self.dialogs)
+
+    def setupWidgets(self) -> None:
         for label in DEVICE_LABELS:
             self.ui.deviceComboBox.addItem(label)
         self.ui.exportFolderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
@@ -139,11 +169,11 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultsTable.setHorizontalHeaderLabels(list(TABLE_HEADERS))
         self.ui.resultsTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
         self.ui.resultsTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
-
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
-        self.timer.connect("timeout()", self.onTimer)
 
+    def connectSignals(self) -> None:
+        self.timer.connect("timeout()", self.onTimer)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -170,19 +200,13 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
-        self.refreshModels()
-        self.refreshDependencies()
-        self.initializeParameterNode()
-        self.updateGUIFromParameterNode()
-        self.startGpuProbe()
 
     def cleanup(self):
         """Called when the application closes: stop any child process."""
         if self.state is None:
             return
         self.cancelRunning()
-        if self.probe is not None and not self.probe.finished:
-            self.probe.cancel()
+        self.gpuProbe.cancel()
         self.removeObservers()
 
     def enter(self):
@@ -223,12 +247,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
     def initializeParameterNode(self):
-        """Defaults for a new scene: the first scalar volume as input."""
-        parameters = self.state.parameters
-        if parameters.input_volume is None:
-            volume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if volume is not None and not volume.IsA("vtkMRMLLabelMapVolumeNode"):
-                parameters.input_volume = volume
+        self.state.initialize(slicer.mrmlScene)
 
     def followParameterNode(self, follow):
         """Update the widgets when the parameter node changes (only while the module is shown)."""
@@ -251,8 +270,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             index = self.ui.modelComboBox.findData(parameters.text("Model"))
             if index >= 0:
                 self.ui.modelComboBox.setCurrentIndex(index)
-            device = parameters.text("Device")
-            self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(device) if device in DEVICES else 0)
+            self.ui.deviceComboBox.setCurrentIndex(device_index(parameters.text("Device")))
             self.ui.ttaCheckBox.checked = parameters.flag("TTA")
             self.ui.postprocessCheckBox.checked = parameters.flag("Postprocess")
             self.ui.oneTypeCheckBox.checked = parameters.flag("OneTypePerLesion")
@@ -273,7 +291,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         wasModified = parameters.node.StartModify()
         parameters.input_volume = self.ui.inputVolumeSelector.currentNode()
         parameters.segmentation = self.ui.segmentationSelector.currentNode()
-        parameters.set_text("Device", DEVICES[max(0, self.ui.deviceComboBox.currentIndex)])
+        parameters.set_text("Device", device_at(self.ui.deviceComboBox.currentIndex))
         parameters.set_flag("TTA", self.ui.ttaCheckBox.checked)
         parameters.set_flag("Postprocess", self.ui.postprocessCheckBox.checked)
         parameters.set_flag("OneTypePerLesion", self.ui.oneTypeCheckBox.checked)
@@ -289,43 +307,39 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()  # also when the module is not shown (nothing observes the node then)
 
     def updateButtons(self):
-        buttons = self.state.buttons(has_model=bool(self.currentModelPath()))
+        buttons = self.state.buttons(has_model=bool(self.currentModelPath()),
+                                     dependencies_missing=self.installFlow.missing)
         self.ui.applyButton.text = buttons.apply_text
         self.ui.applyButton.enabled = buttons.apply_enabled
         self.ui.fineTuneButton.text = buttons.fine_tune_text
         self.ui.fineTuneButton.enabled = buttons.fine_tune_enabled
         for button in (self.ui.show3DButton, self.ui.correctButton, self.ui.exportButton):
             button.enabled = buttons.review_enabled
-        self.ui.installButton.enabled = bool(self.dependencyProblems) and not self.state.blocked \
-            and not self.state.running
+        self.ui.installButton.enabled = buttons.install_enabled
 
     # -- models and devices --------------------------------------------------------------------
     def currentModelPath(self):
         index = self.ui.modelComboBox.currentIndex
         return (self.ui.modelComboBox.itemData(index) or "") if index >= 0 else ""
 
+    def currentModelEntry(self):
+        return self.modelList.entry(self.currentModelPath())
+
     def refreshModels(self, select=None):
-        entries, problems = self.logic.models()
-        self.modelEntries = entries
+        skipped = self.modelList.refresh()
         self._updatingGUI = True
         try:
             self.ui.modelComboBox.clear()
-            for entry in entries:
+            for entry in self.modelList.entries:
                 self.ui.modelComboBox.addItem(entry.label, entry.path)
         finally:
             self._updatingGUI = False
-        target = select or self.state.parameters.text("Model")
-        index = self.ui.modelComboBox.findData(target) if target else -1
-        self.ui.modelComboBox.setCurrentIndex(index if index >= 0 else (0 if entries else -1))
+        self.ui.modelComboBox.setCurrentIndex(self.modelList.selection(select or self.state.parameters.text("Model")))
         self.showModelInfo()
-        for problem in problems:
-            self.appendLog(f"Model file skipped: {problem}")
+        for line in skipped:
+            self.appendLog(line)
         self.updateParameterNodeFromGUI()
         self.updateButtons()
-
-    def currentModelEntry(self):
-        path = self.currentModelPath()
-        return next((entry for entry in self.modelEntries if entry.path == path), None)
 
     def onModelChanged(self, index):
         self.updateParameterNodeFromGUI()
@@ -334,37 +348,19 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def showModelInfo(self):
         entry = self.currentModelEntry()
-        if entry is None:
-            self.ui.modelInfoLabel.text = "No model file found: add one with 'Add model file...'."
-        else:
-            parts = (f"{entry.title} {entry.version}.", entry.postprocessing_summary, entry.held_out_summary,
-                     entry.disclaimer)
-            self.ui.modelInfoLabel.text = " ".join(part for part in parts if part)
-        self.ui.removeModelButton.enabled = entry is not None and not entry.shipped
+        self.ui.modelInfoLabel.text = model_info(entry)
+        self.ui.removeModelButton.enabled = removable(entry)
 
     def onRemoveModel(self):
-        entry = self.currentModelEntry()
-        if entry is None or entry.shipped:
-            return
-        if not slicer.util.confirmOkCancelDisplay(f"Delete the model file {entry.path}?"):
-            return
-        with slicer.util.tryWithErrorDisplay("The model was not removed."):
-            self.logic.library.remove(entry)
-            self.appendLog(f"Model removed: {entry.label}")
-            self.refreshModels()
+        self.modelList.remove(self.currentModelEntry(), self.appendLog, self.refreshModels)
 
     def onAddModel(self):
         path = qt.QFileDialog.getOpenFileName(self.parent, "Add a BATseg model file", "", "BATseg model (*.batseg)")
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay("The model file was not added.", waitCursor=True):
-            entry = self.logic.addModel(path)
-            self.appendLog(f"Model added: {entry.label}")
-            self.refreshModels(select=entry.path)
+        if path:
+            self.modelList.add(path, self.appendLog, lambda added: self.refreshModels(select=added))
 
     def onOpenModelsFolder(self):
-        os.makedirs(self.logic.library.user_dir, exist_ok=True)
-        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.logic.library.user_dir))
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.modelList.user_folder()))
 
     def onDeviceChanged(self, index):
         self.updateParameterNodeFromGUI()
@@ -372,81 +368,54 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def startGpuProbe(self):
         """Ask a child process which GPU torch sees (torch never loads in Slicer's process)."""
-        if install.torch_missing():
-            self.showDeviceWarning()
-            return
-        try:
-            self.probe = probe_process(self.logic.pythonExecutable())
-            self.probe.start()
-            self._probeLines = []
+        started = self.gpuProbe.start(self.logic.pythonExecutable)
+        if started is ProbeState.PROBING:
             self.timer.start()
-        except Exception as error:  # the probe is advisory: never block the panel on it
-            self.probe = None
-            self.appendLog(f"GPU check failed: {error}")
+        elif started is ProbeState.FAILED:
+            self.appendLog(self.gpuProbe.failure)
+        else:
+            self.showDeviceWarning()
 
     def showDeviceWarning(self):
-        device = DEVICES[max(0, self.ui.deviceComboBox.currentIndex)]
-        if install.torch_missing():
-            warning = "PyTorch is not installed yet: see Dependencies below"
-        elif self.gpuInfo is None:
-            warning = "Checking the GPU..." if self.probe is not None else ""
-        else:
-            warning = self.gpuInfo.warning(device) or self.gpuInfo.describe()
-        self.ui.deviceWarningLabel.text = warning
+        self.ui.deviceWarningLabel.text = self.gpuProbe.warning(device_at(self.ui.deviceComboBox.currentIndex))
 
     # -- running -------------------------------------------------------------------------------
     def onApplyButton(self):
-        if self.state.segmenting:
-            self.cancelRunning()
-            return
-        if self.state.blocked or self.offerDependencyInstall():
-            return
-        with slicer.util.tryWithErrorDisplay("The segmentation could not be started.", waitCursor=True):
-            self.updateParameterNodeFromGUI()
-            parameters = self.state.parameters
-            volume = parameters.input_volume
-            self.startJob(SEGMENT, self.logic.startSegmentation(
-                volume, self.currentModelPath(), parameters.predict_options(),
-                onFinished=self.onSegmentationFinished), volume)
+        self.showPressed(self.jobs.segment_pressed(self.currentModelPath(), self.updateParameterNodeFromGUI,
+                                                   self.onSegmentationFinished))
 
-    def startJob(self, kind, job, volume=None):
-        self.state.start(kind, job, volume)
-        self.ui.logTextEdit.clear()
-        self._logShown = 0
-        self.ui.progressBar.setValue(0)
-        self.setStatus(f"{job.title} running...")
-        self.timer.start()
+    def onFineTune(self):
+        self.showPressed(self.jobs.fine_tune_pressed(self.currentModelPath(), self.updateParameterNodeFromGUI,
+                                                     self.onFineTuneFinished, self.gpuProbe.cuda))
+
+    def showPressed(self, job: Job | None) -> None:
+        """After Segment or Fine-tune was pressed: a started job (None: cancelled or not started)."""
+        if job is not None:
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.setValue(0)
+            self.setStatus(running_status(job))
+            self.timer.start()
         self.updateButtons()
 
     def cancelRunning(self):
-        self.state.cancel()
+        self.jobs.cancel()
         self.updateButtons()
 
     def onTimer(self):
-        job = self.state.job
-        if job is not None and job.running:
-            job.poll()
-            self.showJobProgress()
-        if self.probe is not None:
-            self._probeLines += [line.text for line in self.probe.read_lines()]
-            if self.probe.finished:
-                self.gpuInfo = parse_probe(self._probeLines)
-                self.probe = None
-                self.showDeviceWarning()
-        if not self.state.running and self.probe is None:
+        view = self.jobs.poll()
+        if view is not None:
+            self.showJobView(view)
+        if self.gpuProbe.poll():
+            self.showDeviceWarning()
+        if not self.jobs.timer_needed(self.gpuProbe.probing):
             self.timer.stop()
 
-    def showJobProgress(self):
-        job = self.state.job
-        if job is None:
-            return
-        if job.progress is not None:
-            stage, done, total = job.progress
-            self.ui.progressBar.setValue(int(100 * done / total) if total else 0)
-            self.ui.progressBar.setFormat(f"{stage}: %p%")
-        for line in job.log[self._logShown:]:
+    def showJobView(self, view: JobView) -> None:
+        if view.percent is not None:
+            self.ui.progressBar.setValue(view.percent)
+            self.ui.progressBar.setFormat(view.progress_format)
+        for line in view.new_lines:
             self.appendLog(line)
-        self._logShown = len(job.log)
 
     def appendLog(self, text):
         self.ui.logTextEdit.appendPlainText(text)
@@ -455,14 +424,14 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The status line, with the run's warnings in orange below it (the label is rich text)."""
         self.ui.statusLabel.text = status_html(text, warnings)
 
-    def finishJob(self, job):
-        self.showJobProgress()
-        # Warnings of failed runs too: e.g. a GPU out-of-memory fallback before a crash.
-        self.setStatus(f"{job.title}: {job.state.value} ({job.total_seconds:.1f} s)", job.warnings)
-        if job.state is JobState.SUCCEEDED:
+    def finishJob(self, job: Job) -> None:
+        outcome = self.jobs.outcome(job)
+        self.showJobView(outcome.view)
+        self.setStatus(outcome.status, outcome.warnings)
+        if outcome.succeeded:
             self.ui.progressBar.setValue(100)
-        elif job.state is JobState.FAILED:
-            slicer.util.errorDisplay(f"{job.title} failed: {job.error}", detailedText=job.full_log())
+        if outcome.error is not None:
+            self.dialogs.error(outcome.error, outcome.details)
         self.updateButtons()
 
     def onSegmentationFinished(self, job):
@@ -472,30 +441,34 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if shown is None:
             return
         self.showResult(shown)
-        if shown.volume is not None:
-            if shown.result.probability is not None:
-                slicer.util.setSliceViewerLayers(background=shown.volume, foreground=shown.result.probability,
-                                                 foregroundOpacity=0.4)
-            else:
-                slicer.util.setSliceViewerLayers(background=shown.volume)
+        layers = shown.viewer_layers()
+        if layers is not None:
+            slicer.util.setSliceViewerLayers(**layers)
         self.updateGUIFromParameterNode()  # the new segmentation, also while another module is shown
 
-    def showResult(self, shown):
+    def showResult(self, shown: ShownResult | None) -> None:
         """The lesion table and summary of a result (None: empty them)."""
-        lesions = list(shown.result.lesions) if shown is not None else []
+        rows = shown.table() if shown is not None else []
         table = self.ui.resultsTable
-        table.setRowCount(len(lesions))
-        for row, lesion in enumerate(lesions):
-            for column, text in enumerate(lesion.row()):
+        table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for column, text in enumerate(cells):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
         table.resizeColumnsToContents()
         self.ui.resultsSummaryLabel.text = shown.result.summary if shown is not None else ""
 
+    def onFineTuneFinished(self, job):
+        self.finishJob(job)
+        model = self.jobs.new_model(job)
+        if model is not None:
+            self.refreshModels(select=model.path)
+            self.dialogs.info(fine_tuned_notice(model.label))
+
     # -- review ---------------------------------------------------------------------------------
     def onLesionClicked(self, row, column):
-        shown = self.state.result()
-        if shown is not None and 0 <= row < len(shown.result.lesions):
-            self.logic.jumpToLesion(shown.result.lesions[row], shown.volume)
+        found = self.state.lesion_at(row)
+        if found is not None:
+            self.logic.jumpToLesion(*found)
 
     def onShow3D(self):
         self.logic.showIn3D(self.state.parameters.segmentation)
@@ -514,83 +487,23 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExport(self):
         self.updateParameterNodeFromGUI()
         parameters = self.state.parameters
-        with slicer.util.tryWithErrorDisplay("The case was not exported.", waitCursor=True):
+        with self.dialogs.guard(CASE_NOT_EXPORTED):
             case = self.logic.exportForRetraining(parameters.segmentation, parameters.input_volume,
                                                   parameters.text("ExportFolder"), parameters.text("Reviewer"))
             self.appendLog(f"Exported {case.case_id} to {case.folder} "
                            f"({exported_case_count(case.folder)} case(s) in the folder).")
             self.setStatus(f"Exported {case.case_id}")
 
-    def onFineTune(self):
-        if self.state.fine_tuning:
-            self.cancelRunning()
-            return
-        if self.state.blocked or self.offerDependencyInstall():
-            return
-        self.updateParameterNodeFromGUI()
-        parameters = self.state.parameters
-        folder = parameters.text("ExportFolder")
-        replayData = parameters.text("ReplayData")
-        count = exported_case_count(folder)
-        question = None
-        with slicer.util.tryWithErrorDisplay("Fine-tuning could not be started.", waitCursor=True):
-            question = fine_tune_question(  # the budget and its expected duration, before hours of CPU
-                read_manifest(self.currentModelPath()), folder, count, parameters.epochs,
-                parameters.predict_options().device, replayData, self.gpuInfo.cuda if self.gpuInfo else None)
-        if question is None or not slicer.util.confirmOkCancelDisplay(question):
-            return
-        with slicer.util.tryWithErrorDisplay("Fine-tuning could not be started.", waitCursor=True):
-            self.startJob(FINE_TUNE, self.logic.startFineTuning(
-                self.currentModelPath(), folder, parameters.epochs, parameters.predict_options().device,
-                onFinished=self.onFineTuneFinished, replayData=replayData))
-
-    def onFineTuneFinished(self, job):
-        self.finishJob(job)
-        if job.state is JobState.SUCCEEDED:
-            self.refreshModels(select=job.result.path)
-            slicer.util.infoDisplay(f"The fine-tuned model {job.result.label} was added and selected.")
-
     # -- dependencies ---------------------------------------------------------------------------
-    def refreshDependencies(self):
-        """Check installed versions against what the installer asks for, and say what is wrong."""
-        if self.state.blocked:
-            self.dependencyProblems = []
-            self.ui.dependencyStatusLabel.text = "Nothing is installed into this Slicer: see the message at the top."
-        else:
-            self.dependencyProblems = install.check()
-            self.ui.dependencyStatusLabel.text = (
-                f"Missing or too old: {install.describe(self.dependencyProblems)}" if self.dependencyProblems
-                else "All dependencies are installed.")
-            if self.dependencyProblems:
-                self.ui.dependenciesCollapsibleButton.collapsed = False
+    def showDependencies(self, status: DependencyStatus) -> None:
+        """What install_flow found (after each of its checks): the section's text, and the buttons."""
+        self.ui.dependencyStatusLabel.text = status.text
+        if status.expand:
+            self.ui.dependenciesCollapsibleButton.collapsed = False
         self.updateButtons()
 
-    def offerDependencyInstall(self):
-        """True if dependencies are missing or too old (the user was offered to install them)."""
-        self.refreshDependencies()
-        if not self.dependencyProblems:
-            return False
-        if slicer.util.confirmOkCancelDisplay(
-                f"BATseg needs: {install.describe(self.dependencyProblems)}. Install now?"):
-            self.onInstallDependencies(confirmed=True)
-        return True
-
-    def onInstallDependencies(self, checked=False, confirmed=False):
-        self.refreshDependencies()
-        if self.state.blocked or not self.dependencyProblems:
-            return
-        if not confirmed and not slicer.util.confirmOkCancelDisplay(
-                f"Install or update {install.describe(self.dependencyProblems)} in Slicer's Python? This downloads "
-                "packages (torch: the build for this computer's GPU, through the PyTorch extension's light-the-torch) "
-                "and can take several minutes. Slicer's own SimpleITK, numpy and requests are kept."):
-            return
-        try:
-            with slicer.util.tryWithErrorDisplay("The dependencies could not be installed.", waitCursor=True):
-                if install.install_dependencies(self.appendLog):
-                    if slicer.util.confirmYesNoDisplay("Dependencies installed. Restart Slicer now to use them?"):
-                        slicer.util.restart()
-        finally:
-            self.refreshDependencies()  # what is still missing, also after a failed pip call
+    def onInstallDependencies(self, checked=False):
+        self.installFlow.install(self.dialogs, self.appendLog)
 
 
 class BATsegSlicerTest(ScriptedLoadableModuleTest):

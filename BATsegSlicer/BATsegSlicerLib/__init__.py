@@ -6,9 +6,11 @@ segmentation node), `terminology` (SNOMED CT codes), `storage` (file I/O), `lesi
 (results table), `probability` (uncertainty overlay), `ai_output` (what the AI produced),
 `export` (cases for retraining), `models` (model files), `install` (dependencies), `gpu`
 (device probe), `parameter_node`, `sample_data`, `files`, `compatibility` (the supported
-Slicer), `panel_state` (the panel's decisions), `run_folders` (run folders, a crashed Slicer's
-leftovers). Needs `slicer`, `vtk` and `numpy` only; never `qt`, and never torch in Slicer's own
-process.
+Slicer), `run_folders` (run folders, a crashed Slicer's leftovers). The panel's decisions, which
+the Widget only renders: `panel_state` (buttons, results, module life cycle), `job_control`
+(runs from button to outcome), `gpu_probe` (the GPU check), `install_flow` (dependencies),
+`model_list` (the model choice), `dialog_texts` and `dialogs` (what is asked, and how).
+Needs `slicer`, `vtk` and `numpy` only; never `qt`, and never torch in Slicer's own process.
 
 Importing the package imports nothing else: `compatibility` must load on any Slicer's Python
 (5.8 bundles 3.9) to say why the module cannot run there, so the names below are imported on

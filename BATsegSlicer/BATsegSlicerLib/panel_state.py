@@ -20,10 +20,13 @@ Decisions:
   dropped instead.
 - Closing the scene cancels a running job (its nodes would otherwise land in the next scene)
   and drops the result.
-- `blocked` (compatibility.startup_problem) disables Segment and Fine-tune for good.
-- Fine-tune asks for confirmation with the run's budget and expected duration
-  (`fine_tune_question`, from the engine's `batseg.training.budget`, which the engine's run uses
-  too): the user sees "2,500 iterations: about 1.9 h" before hours of CPU start.
+- `blocked` (compatibility.startup_problem) disables Segment, Fine-tune and Install for good.
+- A new scene's input is its first grey-value volume (never a label map).
+- The result's table rows and slice-view layers (the probability map over the volume, at 40 %
+  opacity, when it was asked for) are built here; a clicked row the result does not have (or a
+  result whose nodes were removed) jumps nowhere.
+The flows behind the buttons are in job_control (runs), install_flow (dependencies) and
+model_list (models); their dialog texts in dialog_texts.
 """
 
 from __future__ import annotations
@@ -31,11 +34,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from BATsegSlicerLib.commands import DEVICES
 from BATsegSlicerLib.jobs import Job, JobState
 from BATsegSlicerLib.parameter_node import Parameters
 
 SEGMENT = "segment"
 FINE_TUNE = "finetune"
+DEVICE_LABELS = ("Auto", "CPU", "GPU (CUDA)")  # the device choice's items, in commands.DEVICES order
+PROBABILITY_OPACITY = 0.4  # the probability map over the volume: both stay readable
+
+
+def device_at(index: int) -> str:
+    """The device of the choice's row `index` (-1, nothing chosen: "auto")."""
+    return DEVICES[max(0, index)]
+
+
+def device_index(device: str) -> int:
+    """The choice's row for a parameter node's device (an unknown one: "auto")."""
+    return DEVICES.index(device) if device in DEVICES else 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class Buttons:
     fine_tune_text: str
     fine_tune_enabled: bool
     review_enabled: bool  # Show 3D, Correct in Segment Editor, Export reviewed case
+    install_enabled: bool  # Install dependencies
 
 
 @dataclass
@@ -55,6 +72,20 @@ class ShownResult:
 
     result: Any  # logic.SegmentationResult
     volume: Any  # the input volume of the run (the selector may have changed since)
+
+    def table(self) -> list[list[str]]:
+        """The lesion table's rows (lesion_report.TABLE_HEADERS order)."""
+        return [lesion.row() for lesion in self.result.lesions]
+
+    def viewer_layers(self) -> dict[str, Any] | None:
+        """slicer.util.setSliceViewerLayers' arguments: the volume, under its probability map if
+        there is one (None: the volume is not known, leave the views as they are)."""
+        if self.volume is None:
+            return None
+        if self.result.probability is None:
+            return {"background": self.volume}
+        return {"background": self.volume, "foreground": self.result.probability,
+                "foregroundOpacity": PROBABILITY_OPACITY}
 
 
 class PanelState:
@@ -83,6 +114,14 @@ class PanelState:
     def exit(self) -> None:
         """Another module is shown: the run and its result are kept."""
         self.shown = False
+
+    def initialize(self, scene: Any) -> None:
+        """Defaults for a new scene: its first grey-value volume as input."""
+        parameters = self.parameters
+        if parameters.input_volume is None:
+            volume = scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if volume is not None and not volume.IsA("vtkMRMLLabelMapVolumeNode"):
+                parameters.input_volume = volume
 
     def scene_closing(self) -> None:
         """The scene is about to be closed (or cleared): cancel a run, forget the result."""
@@ -132,9 +171,17 @@ class PanelState:
             self._result = None  # removed by the user, or the scene was closed
         return self._result
 
+    def lesion_at(self, row: int) -> tuple[Any, Any] | None:
+        """(lesion, volume) of the result table's row `row`; None if there is no such row."""
+        shown = self.result()
+        if shown is None or not 0 <= row < len(shown.result.lesions):
+            return None
+        return shown.result.lesions[row], shown.volume
+
     # -- buttons -------------------------------------------------------------------------------
-    def buttons(self, has_model: bool) -> Buttons:
-        """What the buttons say and allow now (`has_model`: a model file is selected)."""
+    def buttons(self, has_model: bool, dependencies_missing: bool = False) -> Buttons:
+        """What the buttons say and allow now (`has_model`: a model file is selected;
+        `dependencies_missing`: install_flow found something to install)."""
         running = self.running
         parameters = self.parameters
         has_input = parameters.input_volume is not None
@@ -146,23 +193,6 @@ class PanelState:
             fine_tune_text="Cancel fine-tuning" if self.fine_tuning else "Fine-tune on exported cases",
             fine_tune_enabled=self.fine_tuning or (usable and has_model),
             review_enabled=has_segmentation and not running,
+            install_enabled=dependencies_missing and usable,
         )
 
-
-def fine_tune_question(manifest: dict, folder: str, cases: int, epochs: int, device: str = "auto",
-                       replay_data: str = "", cuda_available: bool | None = None) -> str:
-    """The confirmation asked before fine-tuning: what runs, on what budget, for about how long.
-
-    `manifest`: the selected model's; `device`: the panel's choice ("auto" runs on the GPU when the
-    GPU probe found one, `cuda_available`); the budget is the model's own (the engine inherits it)
-    with the panel's epochs."""
-    from batseg.training.budget import finetune_plan
-
-    if device == "auto":
-        device = "cuda" if cuda_available else "cpu"
-    plan = finetune_plan(manifest, cases, epochs, device, replay=True, replay_dir=replay_data or None)
-    replay = (f", mixed with the original training data in {replay_data}" if replay_data
-              else ", mixed with the model's original training data where it can be found or regenerated")
-    where = "a GPU" if device == "cuda" else "the CPU"
-    return (f"Fine-tune the selected model on the {cases} exported case(s) in {folder}{replay}, on {where}?\n\n"
-            f"{plan[0].upper()}{plan[1:]}.\n\nThe new model is added to the model list; the original is kept.")

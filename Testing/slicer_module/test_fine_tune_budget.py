@@ -4,14 +4,9 @@ keeps the parent's postprocessing and budget (item 2, tested through the CLI in 
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 from BATsegSlicerLib import commands
+from BATsegSlicerLib.dialog_texts import fine_tune_question
 from BATsegSlicerLib.models import read_manifest
-from BATsegSlicerLib.panel_state import fine_tune_question
-
-MODULE = Path(__file__).resolve().parents[2] / "BATsegSlicer"
 
 
 def shipped_manifest() -> dict:
@@ -41,12 +36,46 @@ def test_the_question_names_the_inherited_budget_and_its_duration() -> None:
     assert "original training data in /replay" in fine_tune_question(manifest, "/exports", 2, 50, "cpu", "/replay")
 
 
-def test_the_widget_asks_that_question_before_starting() -> None:
-    tree = ast.parse((MODULE / "BATsegSlicer.py").read_text(encoding="utf-8"))
-    handler = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "onFineTune")
-    source = ast.unparse(handler)
-    assert "fine_tune_question(" in source and "confirmOkCancelDisplay(question)" in source
-    assert source.index("confirmOkCancelDisplay(question)") < source.index("startFineTuning(")
+def test_the_button_asks_that_question_before_starting(mrml, tmp_path, monkeypatch) -> None:
+    """Fine-tune pressed (job_control, which the Widget's button calls): the question comes first,
+    Cancel starts nothing, OK starts the run with the panel's epochs and device."""
+    from batseg.models import default_model_path
+
+    from BATsegSlicerLib.install_flow import InstallFlow
+    from BATsegSlicerLib.job_control import JobControl
+    from BATsegSlicerLib.jobs import JobState
+    from BATsegSlicerLib.logic import BATsegLogic
+    from BATsegSlicerLib.panel_state import PanelState
+    from panel_fakes import ScriptedDialogs
+    from slicer_test_support import fake_interpreter
+
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "train")
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_interpreter(tmp_path))
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "dataset.json").write_text('{"numTraining": 2}')
+    state = PanelState(logic.getParameterNode)
+
+    def sync() -> None:  # what the Widget writes from its fields just before
+        state.parameters.set_text("ExportFolder", str(exports))
+        state.parameters.set_text("Device", "cpu")
+        state.parameters.epochs = 5
+
+    model = str(default_model_path())
+    declined = ScriptedDialogs(False)
+    control = JobControl(state, logic, declined, InstallFlow(check=lambda: []), print)
+    assert control.fine_tune_pressed(model, sync, lambda job: None, cuda=None) is None
+    [question] = declined.asked
+    assert question == fine_tune_question(read_manifest(model), str(exports), 2, 5, "cpu")
+    assert "250 iterations" in question and state.job is None
+    assert all(entry.shipped for entry in logic.models()[0])  # nothing was trained
+
+    control = JobControl(state, logic, ScriptedDialogs(True), InstallFlow(check=lambda: []), print)
+    job = control.fine_tune_pressed(model, sync, lambda job: None, cuda=None)
+    assert job is state.job and state.fine_tuning and job.wait(timeout=60) is JobState.SUCCEEDED, job.full_log()
+    args = job.process.args
+    assert (args[args.index("--epochs") + 1], args[args.index("--device") + 1]) == ("5", "cpu")
+    assert control.new_model(job) is job.result and not job.result.shipped
 
 
 def test_the_button_runs_batseg_train_finetune_from_without_a_budget_of_its_own() -> None:

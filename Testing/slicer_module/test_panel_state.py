@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from BATsegSlicerLib import logic as logic_module
 from BATsegSlicerLib.jobs import JobState
 from BATsegSlicerLib.logic import BATsegLogic
-from BATsegSlicerLib.panel_state import FINE_TUNE, SEGMENT, PanelState
+from BATsegSlicerLib.commands import DEVICES
+from BATsegSlicerLib.panel_state import DEVICE_LABELS, FINE_TUNE, SEGMENT, PanelState, device_at, device_index
 from BATsegSlicerLib.parameter_node import parameter_node
 from slicer_test_support import fake_interpreter
 
@@ -144,6 +146,51 @@ def test_fine_tuning_button_rules(mrml, logic):
     assert (buttons.apply_text, buttons.apply_enabled, buttons.review_enabled) == ("Segment", False, False)
 
 
+def test_result_table_viewer_layers_and_clicked_rows(mrml, volume, logic):
+    state = PanelState(logic.getParameterNode)
+    segmentation = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    probability = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "probability")
+    lesion = SimpleNamespace(row=lambda: ["1", "Ependymoma", "80 %", "1.00", "10.0 x 10.0 x 10.0", "11-20"])
+    result = SimpleNamespace(segmentation=segmentation, lesions=[lesion], probability=probability)
+    job = SimpleNamespace(state=JobState.SUCCEEDED, result=result, running=False)
+    state.start(SEGMENT, job, volume)
+    shown = state.segmentation_finished(job)
+    assert shown.table() == [lesion.row()]
+    assert shown.viewer_layers() == {"background": volume, "foreground": probability, "foregroundOpacity": 0.4}
+    result.probability = None
+    assert shown.viewer_layers() == {"background": volume}
+    assert state.lesion_at(0) == (lesion, volume)
+    assert state.lesion_at(1) is None and state.lesion_at(-1) is None  # a row that is not there
+    mrml.scene.RemoveNode(volume)  # the segmented volume was deleted
+    assert state.lesion_at(0) is None
+    unknown = PanelState(logic.getParameterNode)
+    other = SimpleNamespace(state=JobState.SUCCEEDED, result=result, running=False)
+    assert unknown.segmentation_finished(other).viewer_layers() is None  # not this panel's run: views untouched
+
+
+def test_a_new_scene_takes_its_first_grey_volume_as_input(mrml, logic):
+    state = PanelState(logic.getParameterNode)
+    state.initialize(mrml.scene)
+    assert state.parameters.input_volume is None  # nothing to choose
+    mrml.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    state.initialize(mrml.scene)
+    assert state.parameters.input_volume is None  # never a label map
+    mrml.scene.Clear(0)
+    grey = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "t1")
+    state.initialize(mrml.scene)
+    assert state.parameters.input_volume is grey
+    chosen = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "chosen")
+    state.parameters.input_volume = chosen
+    state.initialize(mrml.scene)
+    assert state.parameters.input_volume is chosen  # the user's choice is kept
+
+
+def test_device_choice_rows():
+    assert len(DEVICE_LABELS) == len(DEVICES) and DEVICE_LABELS[DEVICES.index("cuda")] == "GPU (CUDA)"
+    assert [device_index(device_at(row)) for row in range(len(DEVICES))] == list(range(len(DEVICES)))
+    assert device_at(-1) == "auto" and device_index("tpu") == 0  # nothing chosen / an unknown saved value
+
+
 # -- the Widget's source (it needs the Slicer application to run) ---------------------------------
 
 def _widget_methods() -> dict[str, ast.FunctionDef]:
@@ -175,3 +222,26 @@ def test_widget_reads_parameters_only_through_the_state():
     assert "isEntered" not in end_close and "self.updateGUIFromParameterNode()" in end_close
     # Choosing a volume updates the buttons even when nothing observes the node (module hidden).
     assert "self.updateButtons" in _calls(methods["updateParameterNodeFromGUI"])
+
+
+def test_widget_receives_its_logic_objects():
+    """As SlicerNNUnet's widget: each logic object may be given, else the default is made."""
+    methods = _widget_methods()
+    arguments = methods["__init__"].args
+    given = ["logic", "dialogs", "installFlow", "gpuProbe"]
+    assert [a.arg for a in arguments.args[2:]] == given and all(
+        isinstance(d, ast.Constant) and d.value is None for d in arguments.defaults[-len(given):])
+    create = ast.unparse(methods["createLogic"])
+    for name, default in zip(given, ("BATsegLogic()", "SlicerDialogs()", "InstallFlow(", "GpuProbe()")):
+        assert f"self.{name} = self.{name} or {default}" in create, name
+
+
+def test_widget_leaves_dialogs_and_decisions_to_the_flows():
+    """Every question and error box goes through the flows' Dialogs (tested with scripted answers);
+    the Widget calls no installer, probe or job directly."""
+    tree = ast.parse(WIDGET_SOURCE.read_text(encoding="utf-8"))
+    widget = ast.unparse(next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BATsegSlicerWidget"))
+    for call in ("confirmOkCancelDisplay", "confirmYesNoDisplay", "errorDisplay", "infoDisplay",
+                 "tryWithErrorDisplay", "install.", "probe_process", "parse_probe", "job.poll", "job.cancel",
+                 "read_manifest", "fine_tune_question"):
+        assert call not in widget, call
