@@ -3,7 +3,9 @@
 Every loss takes (pred, target) of the same shape (B, C, z, y, x) and returns the mean over all
 voxels and channels as a float32 scalar.  `pred` is the ALREADY-ACTIVATED head output: a
 sigmoid in [0, 1] for the BATseg field (`target_kind` "field", `targets.surface_distance_field`),
-a tanh in [-1, 1] for SiNGR's Focal-L1 (`target_kind` "sing", `targets.sing_target`).  With
+the raw (linear) output for the unnormalised field of the paper's Table 5 ablations (signed mm,
+unbounded: a sigmoid could not reach it), a tanh in [-1, 1] for SiNGR's Focal-L1 (`target_kind`
+"sing", `targets.sing_target`).  With
 e = pred - target:
 
   cubic           mean(|e|^3), BATseg's loss (paper 000, Eq. 3), written in the paper as
@@ -60,10 +62,16 @@ def boundary_loss(name: str, alpha: float = 2.0, beta: float = 1.0) -> Loss:
     )
 
 
-def head_activation(name: str) -> str:
-    """Activation the field head needs for loss `name`: "tanh" (SiNG target) or "sigmoid"."""
+def head_activation(name: str, normalised: bool = True) -> str:
+    """Activation the field head needs for loss `name`: "tanh" (SiNG target), "sigmoid" (the
+    normalised field, in [0, 1]) or "linear" (the unnormalised field, signed mm).
+
+    The paper's head is "a single convolutional layer" and names no activation; the range of the
+    target decides (docs/method.md)."""
     _check_name(name)
-    return "tanh" if name == "focal_l1" else "sigmoid"
+    if name == "focal_l1":
+        return "tanh"
+    return "sigmoid" if normalised else "linear"
 
 
 def target_kind(name: str) -> str:

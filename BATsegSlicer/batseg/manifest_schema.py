@@ -62,6 +62,9 @@ MAX_CLASSES = 64
 MAX_CHANNELS = 16
 MAX_PATCH = 1024
 MAX_SPACING_MM = 50.0
+MAX_TRUNCATION = 1e3
+# Activations of the field head (network.FIELD_ACTIVATIONS; repeated here to stay torch-free).
+FIELD_ACTIVATIONS = frozenset({"sigmoid", "tanh", "linear"})
 # Bound on the network's parameter count (the paper topology has about 31 million); it keeps a
 # manifest from sizing a network of hundreds of GB before its weights are compared.
 MAX_PARAMETERS = 200_000_000
@@ -194,14 +197,29 @@ def _check_architecture(check: _Checker, arch: Any) -> None:
     check_arch_kwargs(check, arch.get("arch_kwargs"), "architecture.arch_kwargs", channels, classes)
     head = arch.get("field_head")
     if head is not None:
-        head = check.dict(head, "architecture.field_head")
-        check.int(head.get("channels"), "architecture.field_head.channels", 1, MAX_CLASSES)
-        check.str(head.get("activation", "sigmoid"), "architecture.field_head.activation", frozenset({"sigmoid", "tanh"}))
-        for key in ("variant", "loss", "target"):
-            if key in head:
-                check.str(head[key], f"architecture.field_head.{key}")
-        if "truncation" in head:
-            check.number(head["truncation"], "architecture.field_head.truncation", 0.0, 1e3, low_open=True)
+        _check_field_head(check, check.dict(head, "architecture.field_head"))
+
+
+def _check_field_head(check: _Checker, head: dict[str, Any]) -> None:
+    """Channels, activation, names, and the field's truncation and normalisation (the paper's
+    Table 5 ablations): truncation null means none, a number must be finite and positive; an
+    unnormalised field (signed mm) needs a linear head, and an untruncated one is unnormalised."""
+    where = "architecture.field_head"
+    check.int(head.get("channels"), f"{where}.channels", 1, MAX_CLASSES)
+    activation = check.str(head.get("activation", "sigmoid"), f"{where}.activation", FIELD_ACTIVATIONS)
+    for key in ("variant", "loss", "target"):
+        if key in head:
+            check.str(head[key], f"{where}.{key}")
+    truncation = head.get("truncation", 1.0)  # older manifests: the paper's t = 1
+    if truncation is not None:
+        check.number(truncation, f"{where}.truncation", 0.0, MAX_TRUNCATION, low_open=True)
+    normalised = head.get("normalised", True)  # older manifests: normalised
+    if not isinstance(normalised, bool):
+        check.fail(f"{where}.normalised", "must be true or false")
+    if not normalised and activation != "linear":
+        check.fail(f"{where}.activation", f"must be linear for an unnormalised field, not {activation!r}")
+    if truncation is None and normalised:
+        check.fail(f"{where}.truncation", "is null (no truncation), which needs normalised false")
 
 
 def _check_input(check: _Checker, settings: Any) -> None:

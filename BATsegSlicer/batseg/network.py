@@ -10,8 +10,10 @@ Decisions the paper leaves open (recorded here, switchable where it matters):
 - The head reads the *output of the last decoder stage* (the tensor nnU-Net's last
   segmentation layer reads), captured with a forward hook so that nnU-Net's decoder code is
   used as is, not copied.
-- The head's activation is a sigmoid for the BATseg field (targets in [0, 1]) and a tanh for
-  SiNGR's signed target ([-1, 1]); `forward` returns the *activated* field.
+- The head's activation is a sigmoid for the BATseg field (targets in [0, 1]), a tanh for
+  SiNGR's signed target ([-1, 1]) and none ("linear") for the unnormalised field of the paper's
+  Table 5 ablations (signed distances in mm, unbounded); `forward` returns the *activated*
+  field. The paper only says the head is "a single convolutional layer".
 - Deep supervision applies to the segmentation outputs only; the field is produced at full
   resolution only (the boundary loss is applied there alone).
 - Topologies: "paper" is the plan METHOD.md reports for the paper's data (7 stages,
@@ -105,6 +107,9 @@ def build_unet(
     )
 
 
+FIELD_ACTIVATIONS = ("sigmoid", "tanh", "linear")
+
+
 class BATsegNet(nn.Module):
     """PlainConvUNet + 1x1x1 field head; forward returns (segmentation, activated field).
 
@@ -114,8 +119,8 @@ class BATsegNet(nn.Module):
 
     def __init__(self, unet: nn.Module, field_channels: int, field_activation: str = "sigmoid") -> None:
         super().__init__()
-        if field_activation not in ("sigmoid", "tanh"):
-            raise ValueError(f"field_activation must be 'sigmoid' or 'tanh', not {field_activation!r}")
+        if field_activation not in FIELD_ACTIVATIONS:
+            raise ValueError(f"field_activation must be one of {', '.join(FIELD_ACTIVATIONS)}, not {field_activation!r}")
         self.unet = unet
         last_stage = unet.decoder.stages[-1]
         features = unet.encoder.output_channels[0]
@@ -140,7 +145,10 @@ class BATsegNet(nn.Module):
         segmentation = self.unet(x)
         features, self._features = self._features, None
         field = self.field_head(features)
-        field = torch.sigmoid(field) if self.field_activation == "sigmoid" else torch.tanh(field)
+        if self.field_activation == "sigmoid":
+            field = torch.sigmoid(field)
+        elif self.field_activation == "tanh":
+            field = torch.tanh(field)
         return segmentation, field
 
 

@@ -14,6 +14,19 @@ BATseg surface distance field (paper 000, Eq. 1-2), per channel with member mask
     the paper).  For t = 1 this is the paper's formula.  The paper does not say how to
     normalise for t > 1; decision: only the outside distances are divided by t * D, so the
     inside is unchanged, the band edge is still 0 and f stays in [0, 1].
+Ablations of the paper's Table 5 (switches `normalise=False` and `truncation=None`):
+  * without normalisation (truncated): the signed distance itself, in mm: d inside (in (0, D]),
+    d outside for |d| <= t * D (in [-t * D, 0)), 0 beyond (Eq. 1 without Eq. 2);
+  * without truncation and without normalisation: d everywhere, inside and outside;
+  * without truncation but normalised is refused: the paper has no such row, and Eq. 2 maps the
+    truncation band onto [0, 1], so without a band "normalised to [0, 1]" is undefined.
+  Unnormalised fields are in mm (the distances of this module), not voxels, so the boundary
+  loss's scale depends on the spacing; the head regressing them is linear (network.py).
+  Decisions for the cases without a surface in view: an absent class is 0 when truncated
+  (truncated everywhere, as in the normalised field) and -L when not truncated, and a class
+  filling the patch is +L, where L = the patch diagonal in mm (sum of (n_a * s_a)^2, square
+  root), more than any distance inside the patch: "farther than this patch can show", the
+  counterpart of the normalised field's 0 and 1.
 Distances use the voxel spacing (exact EDT, `scipy.ndimage.distance_transform_edt` with
 `sampling=spacing`), so a 3.3 mm step between slices counts seven times a 0.47 mm step.
 A voxel on the surface gets d = +/-(smallest spacing to its neighbour across the surface), so
@@ -55,7 +68,7 @@ bounding box (from one `scipy.ndimage.find_objects` pass):
   * the outside band lies within B grown by floor(t * D / s_a) + 1 voxels along each axis a
     (a voxel farther out along axis a is more than t * D + s_a mm from every member), and
     all members lie in B, so the EDT of the non-members on that box is exact on the band;
-    everything beyond it is 0 (or -1 for SiNG).
+    everything beyond it is 0 (or -1 for SiNG). Without truncation the band is the patch.
 `Testing/test_targets.py` checks that this equals a full-patch computation exactly, and
 `scripts/bench_targets.py` measures the speed-up.
 """
@@ -65,7 +78,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -102,24 +115,53 @@ def surface_distance_field(
     label: np.ndarray,
     spacing: Sequence[float],
     num_classes: int = 5,
-    truncation: float = 1.0,
+    truncation: Optional[float] = 1.0,
     variant: str = "classwise",
+    normalise: bool = True,
 ) -> np.ndarray:
     """BATseg's truncated, normalised surface distance field of a label patch.
 
     Returns float32 of shape (C, *label.shape) with C = field_channels(variant, num_classes),
-    values in [0, 1]; see the module docstring for the exact definition and decisions.
+    values in [0, 1]; with `normalise=False` signed distances in mm instead, and with
+    `truncation=None` (only together with `normalise=False`) untruncated ones: the paper's
+    Table 5 ablations. See the module docstring for the exact definition and decisions.
     """
     label, spacing = _checked(label, spacing, num_classes)
     _check_variant(variant)
-    if not (math.isfinite(truncation) and truncation > 0):
-        raise BATsegError(f"truncation must be a positive number (1, 2 or 3); got {truncation}")
-    out = np.zeros((field_channels(variant, num_classes),) + label.shape, dtype=np.float32)
+    check_field_settings(truncation, normalise)
+    far = 0.0 if truncation is not None else -patch_diagonal(label.shape, spacing)
+    out = np.full((field_channels(variant, num_classes),) + label.shape, far, dtype=np.float32)
     for channel, (members, box) in enumerate(_channels(label, num_classes, variant)):
-        if box is not None:
-            dist = _class_distances(members, box, label.shape, spacing, truncation)
-            _write_field(out[channel], dist, truncation)
+        if box is None:
+            continue
+        dist = _class_distances(members, box, label.shape, spacing, truncation)
+        if normalise:
+            _write_field(out[channel], dist, float(truncation))
+        else:
+            _write_distances(out[channel], dist, truncation, patch_diagonal(label.shape, spacing))
     return out
+
+
+def check_field_settings(truncation: Any, normalise: Any) -> None:
+    """BATsegError unless `truncation` is None or a finite positive number and `normalise` a bool,
+    and an untruncated field is not to be normalised (see the module docstring)."""
+    if not isinstance(normalise, bool):
+        raise BATsegError(f"normalise must be true or false; got {normalise!r:.40}")
+    if truncation is None:
+        if normalise:
+            raise BATsegError(
+                "an untruncated field cannot be normalised to [0, 1] (Eq. 2 maps the truncation band); "
+                "turn normalisation off too (the paper's Table 5 row without either)"
+            )
+        return
+    number = isinstance(truncation, numbers.Real) and not isinstance(truncation, bool)
+    if not (number and math.isfinite(truncation) and truncation > 0):
+        raise BATsegError(f"truncation must be a positive number (1, 2 or 3) or none; got {truncation!r:.40}")
+
+
+def patch_diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
+    """The diagonal of the patch in mm: more than any distance between two of its voxels."""
+    return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
 
 
 def sing_target(label: np.ndarray, spacing: Sequence[float], num_classes: int = 5) -> np.ndarray:
@@ -148,6 +190,20 @@ def _write_field(out: np.ndarray, dist: _ClassDistances, truncation: float) -> N
     out[dist.inner][dist.inside] = (dist.depth_in[dist.inside] / dist.depth + 1.0) / 2.0
 
 
+def _write_distances(out: np.ndarray, dist: _ClassDistances, truncation: Optional[float], diagonal: float) -> None:
+    """Fill one channel (pre-filled with its far value) with the unnormalised field of one class."""
+    if dist.fills_patch:
+        out[...] = diagonal  # deeper than the patch can show (module docstring)
+        return
+    if truncation is None:
+        out[dist.band] = -dist.dist_out  # the band is the whole patch
+    else:
+        # Eq. 1: d * 1(|d| <= t * D), the indicator inclusive as in the paper.
+        kept = dist.dist_out <= truncation * dist.depth
+        out[dist.band] = np.where(kept, -dist.dist_out, 0.0)
+    out[dist.inner][dist.inside] = dist.depth_in[dist.inside]
+
+
 def _write_sing(out: np.ndarray, dist: _ClassDistances) -> None:
     """Fill one channel pre-filled with -1 with the SiNG map of one class."""
     if dist.fills_patch:
@@ -163,9 +219,10 @@ def _class_distances(
     box: Box,
     shape: tuple[int, ...],
     spacing: tuple[float, ...],
-    band_factor: float,
+    band_factor: Optional[float],
 ) -> _ClassDistances:
-    """Exact inside depths and outside distances of one channel, cropped (see module docstring)."""
+    """Exact inside depths and outside distances of one channel, cropped (see module docstring);
+    `band_factor` None (no truncation): the outside distances over the whole patch."""
     inner = _grow(box, (1,) * len(shape), shape)
     inside = members(inner)
     if inside.all():
@@ -174,7 +231,10 @@ def _class_distances(
         return _ClassDistances(True, inner, inside, empty, math.inf, inner, empty)
     depth_in = ndimage.distance_transform_edt(inside, sampling=spacing)
     depth = float(depth_in[inside].max())
-    margin = tuple(int(band_factor * depth / s) + 1 for s in spacing)
+    if band_factor is None:
+        margin = tuple(shape)  # grows the box to the whole patch
+    else:
+        margin = tuple(int(band_factor * depth / s) + 1 for s in spacing)
     band = _grow(box, margin, shape)
     dist_out = ndimage.distance_transform_edt(~members(band), sampling=spacing)
     return _ClassDistances(False, inner, inside, depth_in, depth, band, dist_out)

@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 DEFAULT_EPOCHS = 1000
+NO_TRUNCATION = "none"
 DEFAULT_LR = 1e-2
 DEFAULT_ITERATIONS, DEFAULT_VAL_ITERATIONS, DEFAULT_OVERSAMPLING = 250, 50, 0.33
 # Options whose default depends on the mode (training vs fine-tuning, where the parent's head
 # and training budget are kept): None means "not given". Argument name -> TrainingOptions field.
 MODE_DEPENDENT = {
-    "loss": "loss", "variant": "variant", "truncation": "truncation", "epochs": "epochs", "lr": "lr",
+    "loss": "loss", "variant": "variant", "truncation": "truncation", "field_normalisation": "field_normalisation",
+    "epochs": "epochs", "lr": "lr",
     "iterations_per_epoch": "iterations_per_epoch", "val_iterations": "val_iterations",
     "foreground_oversampling": "foreground_oversampling", "batch_size": "batch_size", "patch": "patch_size",
 }
@@ -37,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", default=None,
                         help="boundary loss: cubic (default), l1, l2, bce, cubic_stopgrad, focal_l1, or none (plain nnU-Net)")
     parser.add_argument("--variant", default=None, help="field variant: classwise (default), background, agnostic")
-    parser.add_argument("--truncation", type=float, default=None, help="field truncation t (default 1, the paper's)")
+    parser.add_argument("--truncation", type=truncation_argument, default=None,
+                        help="field truncation t (default 1, the paper's; 2 and 3 are its Table 6), or none: "
+                        "no truncation (Table 5, with --no-field-normalisation)")
+    parser.add_argument("--field-normalisation", action=argparse.BooleanOptionalAction, default=None,
+                        help="normalise the field to [0, 1] (default, the paper's) or regress signed distances in "
+                        "mm on a linear head (--no-field-normalisation, the paper's Table 5 ablation)")
     parser.add_argument("--fold", default="all",
                         help="0-4: one fold of the 5-fold CV stratified by tumour type; all: train on every case "
                         "(default); cv: all five folds, one model file each")
@@ -77,6 +84,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def truncation_argument(text: str) -> float | str:
+    """`--truncation`: a number, or "none" (kept as the word: None already means "not given")."""
+    if text.strip().lower() == NO_TRUNCATION:
+        return NO_TRUNCATION
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', not {text!r:.40}") from None
+
+
+def _truncation(given: float | str | None) -> float | None:
+    """The TrainingOptions value of `--truncation` (default 1, the paper's)."""
+    if given is None:
+        return 1.0
+    return None if given == NO_TRUNCATION else float(given)
+
+
 def options_from_args(args: argparse.Namespace):
     """TrainingOptions from the parsed arguments (mode-dependent defaults filled for training)."""
     from batseg.training.options import TrainingOptions
@@ -84,7 +108,8 @@ def options_from_args(args: argparse.Namespace):
     return TrainingOptions(
         loss=args.loss or "cubic",
         variant=args.variant or "classwise",
-        truncation=args.truncation if args.truncation is not None else 1.0,
+        truncation=_truncation(args.truncation),
+        field_normalisation=args.field_normalisation if args.field_normalisation is not None else True,
         epochs=args.epochs if args.epochs is not None else DEFAULT_EPOCHS,
         iterations_per_epoch=args.iterations_per_epoch if args.iterations_per_epoch is not None else DEFAULT_ITERATIONS,
         val_iterations=args.val_iterations if args.val_iterations is not None else DEFAULT_VAL_ITERATIONS,

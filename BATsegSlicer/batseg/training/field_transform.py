@@ -64,8 +64,9 @@ class BoundaryTargetTransform(BasicTransform):
         spacing: Sequence[float],
         kind: str = "field",
         variant: str = "classwise",
-        truncation: float = 1.0,
+        truncation: float | None = 1.0,
         num_classes: int = NUM_CLASSES,
+        normalise: bool = True,
     ) -> None:
         super().__init__()
         if kind not in ("field", "sing"):
@@ -73,8 +74,9 @@ class BoundaryTargetTransform(BasicTransform):
         self.spacing = tuple(float(s) for s in spacing)
         self.kind = kind
         self.variant = variant
-        self.truncation = float(truncation)
+        self.truncation = None if truncation is None else float(truncation)
         self.num_classes = num_classes
+        self.normalise = bool(normalise)
 
     @property
     def channels(self) -> int:
@@ -85,7 +87,9 @@ class BoundaryTargetTransform(BasicTransform):
         """The boundary target (C, z, y, x) of one label volume (z, y, x)."""
         if self.kind == "sing":
             return sing_target(label, self.spacing, self.num_classes)
-        return surface_distance_field(label, self.spacing, self.num_classes, self.truncation, self.variant)
+        return surface_distance_field(
+            label, self.spacing, self.num_classes, self.truncation, self.variant, self.normalise
+        )
 
     def apply(self, data_dict: dict[str, Any], **params: Any) -> dict[str, Any]:
         segmentation = data_dict.get("segmentation")

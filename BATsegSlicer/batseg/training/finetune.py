@@ -23,8 +23,9 @@ Decisions (continual learning without catastrophic forgetting, Lemay et al.'s op
   logged before training starts).
 - The parent's tuned postprocessing (minimum lesion volume) is inherited, marked as such:
   the closest choice until `batseg tune-postprocess` is rerun on validation cases.
-- The boundary loss, field variant and truncation are the parent's (the head must keep its
-  meaning); asking for others is refused.
+- The boundary loss, field variant, truncation and field normalisation are the parent's (the
+  head must keep its meaning); asking for others is refused. A manifest from before the
+  normalisation switch has no "normalised": its field was normalised.
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[s
     parent = {
         "loss": head["loss"] if head else "none",
         "variant": head["variant"] if head else options.variant,
-        "truncation": float(head["truncation"]) if head else options.truncation,
+        "truncation": _parent_truncation(head) if head else options.truncation,
+        "field_normalisation": bool(head.get("normalised", True)) if head else options.field_normalisation,
     }
     for key, value in parent.items():
         if key in explicit and getattr(options, key) != value:
             raise BATsegError(
-                f"--{key} {getattr(options, key)} differs from the model's ({value}); fine-tuning keeps the model's head"
+                f"--{key.replace('_', '-')} {getattr(options, key)} differs from the model's ({value}); "
+                "fine-tuning keeps the model's head"
             )
     changes: dict[str, Any] = dict(parent, topology=manifest["architecture"]["topology"])
     changes.update({k: v for k, v in parent_budget(manifest).items() if k not in explicit})
@@ -70,6 +73,12 @@ def _options_from_parent(manifest: dict[str, Any], options: Any, explicit: set[s
     if "epochs" not in explicit:
         changes["epochs"] = FINETUNE_EPOCHS
     return replace(options, **changes)
+
+
+def _parent_truncation(head: dict[str, Any]) -> float | None:
+    """The parent's truncation: null is none (Table 5), a missing key the paper's 1."""
+    value = head.get("truncation", 1.0)
+    return None if value is None else float(value)
 
 
 def inherited_postprocessing(parent: dict[str, Any]) -> dict[str, Any] | None:

@@ -26,7 +26,11 @@ class TrainingOptions:
 
     loss: str = "cubic"  # a name in batseg.losses.BOUNDARY_LOSSES, or "none" = plain nnU-Net
     variant: str = "classwise"  # batseg.targets.FIELD_VARIANTS
-    truncation: float = 1.0
+    # Field truncation t (the paper's 1), or None: no truncation (Table 5's first row, which also
+    # needs field_normalisation False: see targets.check_field_settings).
+    truncation: float | None = 1.0
+    # False: the field is the signed distance in mm (Table 5's "w/o normalization"), on a linear head.
+    field_normalisation: bool = True
     epochs: int = 1000
     iterations_per_epoch: int = 250
     val_iterations: int = 50
@@ -67,8 +71,7 @@ class TrainingOptions:
             raise BATsegError(f"unknown --variant {self.variant!r}; choose one of {', '.join(FIELD_VARIANTS)}")
         if self.loss != NO_BOUNDARY_LOSS and target_kind(self.loss) == "sing" and self.variant != "classwise":
             raise BATsegError(f"--loss {self.loss} uses SiNGR's class-wise target; use --variant classwise")
-        if not (math.isfinite(self.truncation) and self.truncation > 0):
-            raise BATsegError(f"--truncation must be a positive number (1, 2 or 3); got {self.truncation}")
+        self._validate_field_settings()
         for name in ("epochs", "iterations_per_epoch", "val_iterations", "save_every"):
             if int(getattr(self, name)) < 1:
                 raise BATsegError(f"--{name.replace('_', '-')} must be at least 1")
@@ -81,6 +84,23 @@ class TrainingOptions:
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.case_repeats.values()):
             raise BATsegError(f"case repeats must be whole numbers of at least 1; got {self.case_repeats}")
 
+    def _validate_field_settings(self) -> None:
+        """Truncation and normalisation: valid values, and a loss whose target they describe."""
+        from batseg.losses import target_kind
+        from batseg.targets import check_field_settings
+
+        try:
+            check_field_settings(self.truncation, self.field_normalisation)
+        except BATsegError as exc:
+            raise BATsegError(f"--truncation / --field-normalisation: {exc}") from None
+        if not self.has_field_head or (self.truncation is not None and self.field_normalisation):
+            return
+        if target_kind(self.loss) == "sing":
+            raise BATsegError(f"--loss {self.loss} uses SiNGR's own target; --truncation none and "
+                              "--no-field-normalisation apply to BATseg's field")
+        if self.loss == "bce" and not self.field_normalisation:
+            raise BATsegError("--loss bce needs a target in [0, 1]; it cannot train an unnormalised field")
+
     @property
     def has_field_head(self) -> bool:
         return self.loss != NO_BOUNDARY_LOSS
@@ -90,7 +110,9 @@ class TrainingOptions:
         """Short name of the loss setting, used in nnU-Net's results folder name."""
         if not self.has_field_head:
             return "baseline"
-        return f"{self.loss}-{self.variant}-t{self.truncation:g}"
+        truncation = "none" if self.truncation is None else f"{self.truncation:g}"
+        normalisation = "" if self.field_normalisation else "-unnormalised"
+        return f"{self.loss}-{self.variant}-t{truncation}{normalisation}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -80,9 +80,10 @@ def field_head(options: TrainingOptions) -> dict[str, Any] | None:
     kind = target_kind(options.loss)
     return {
         "channels": boundary_channels(kind, options.variant, NUM_CLASSES),
-        "activation": head_activation(options.loss),
+        "activation": head_activation(options.loss, options.field_normalisation),
         "variant": options.variant,
-        "truncation": options.truncation,
+        "truncation": options.truncation,  # null: no truncation (Table 5)
+        "normalised": options.field_normalisation,
         "loss": options.loss,
         "target": kind,
     }

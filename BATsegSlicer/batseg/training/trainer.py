@@ -1,7 +1,7 @@
 """`nnUNetTrainerBATseg`: nnU-Net v2's trainer with BATseg's field head and boundary loss.
 
 What changes relative to `nnUNetTrainer` (everything else is nnU-Net's own code, called):
-- options (loss, field variant, truncation, epochs, iterations, batch, lr, seed) come from
+- options (loss, field variant, truncation, normalisation, epochs, iterations, batch, lr, seed) come from
   `plans["batseg_training"]` (see `options.py`: this is what works in DDP children and in
   checkpoints);
 - `build_network_architecture` wraps nnU-Net's planned PlainConvUNet in `BATsegNet`
@@ -190,7 +190,7 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
         if not options.has_field_head:
             return unet
         channels = boundary_channels(target_kind(options.loss), options.variant, NUM_CLASSES)
-        return BATsegNet(unet, channels, head_activation(options.loss))
+        return BATsegNet(unet, channels, head_activation(options.loss, options.field_normalisation))
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         unwrap(self.network).decoder.deep_supervision = enabled
@@ -204,6 +204,7 @@ class nnUNetTrainerBATseg(nnUNetTrainer):
             self.options.variant,
             self.options.truncation,
             NUM_CLASSES,
+            self.options.field_normalisation,
         )
 
     def _with_boundary_target(self, pipeline: Any) -> Any:
