@@ -221,7 +221,7 @@ def test_write_dataset_layout_passes_nnunet_check(tmp_path):
             other = sitk.ReadImage(str(folder / sub / f"{case_id}.nii.gz"))
             assert other.GetSize() == image.GetSize()
             assert np.allclose(other.GetDirection(), image.GetDirection())
-    assert not list(folder.rglob(".tmp-*"))
+    assert not list(folder.rglob(".*"))  # no temporary file left behind
     meta = json.loads((folder / "phantoms.json").read_text())["cases"]
     assert sorted(meta) == ids
     assert sum(m["healthy"] for m in meta.values()) == 1

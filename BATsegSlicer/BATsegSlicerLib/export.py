@@ -40,7 +40,9 @@ Decisions:
   older BATseg's, or a process id the system has given to another program). The repairing
   export first renames such a folder after itself, so that a kill during the repair leaves a
   folder whose owner is dead again. A repair that fails (a file of another user) is reported as
-  a note and left for the next export; the export itself goes on.
+  a note and left for the next export; the export itself goes on. Temporary files of a
+  dataset.json or WHY.txt write that was killed (`batseg.atomic_files` names them after their
+  process) are removed once that process is gone.
 - Repairs are returned as `ExportedCase.notes` and logged as warnings.
 - Dice per class is None when the class is absent from both the AI output and the review.
 """
@@ -64,6 +66,7 @@ import numpy as np
 import slicer
 
 from batseg import __version__ as batseg_version
+from batseg.atomic_files import remove_stale_parts, write_text_atomically
 from batseg.errors import BATsegError
 from batseg.labels import NNUNET_LABELS, TUMOUR_CLASSES
 
@@ -131,7 +134,7 @@ def export_case(
             os.makedirs(os.path.dirname(target), exist_ok=True)
             move_no_clobber(staged[role], target)
             moved.append(target)
-        _commit_dataset(export_dir, staging, dataset)
+        _commit_dataset(export_dir, dataset)
     except BaseException:
         for path in reversed(moved):  # the image first: no moment with an image but no label
             if os.path.exists(path):
@@ -216,7 +219,7 @@ def _load_compatible_dataset(export_dir: str) -> dict[str, Any] | None:
     return dataset
 
 
-def _commit_dataset(export_dir: str, staging: str, existing: dict[str, Any] | None) -> None:
+def _commit_dataset(export_dir: str, existing: dict[str, Any] | None) -> None:
     """Replace dataset.json, in one rename, by one listing every complete case now on disk.
 
     The listing is the commit of an export: files of a case not (yet) listed are invisible to
@@ -226,10 +229,8 @@ def _commit_dataset(export_dir: str, staging: str, existing: dict[str, Any] | No
     description = dataset_description(len(cases), existing)
     description.pop("dataset", None)  # rewritten last, after the short keys a reader looks for
     description["dataset"] = cases
-    temporary = os.path.join(staging, "dataset.json")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(description, indent=2) + "\n")
-    os.replace(temporary, os.path.join(export_dir, "dataset.json"))
+    text = json.dumps(description, indent=2) + "\n"
+    write_text_atomically(os.path.join(export_dir, "dataset.json"), text, overwrite=True)
 
 
 def _complete_cases(export_dir: str) -> dict[str, dict[str, Any]]:
@@ -288,11 +289,7 @@ def _stage_json(staging: str, folder: str, name: str, content: dict[str, Any]) -
     """Write the provenance record last, and by a rename: its presence in a staging folder
     tells a later repair that every file of the case was written completely."""
     path = _staged_path(staging, f"{folder}/{name}")
-    temporary = os.path.join(staging, ".provenance.json")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=2)
-        handle.write("\n")
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(content, indent=2) + "\n", overwrite=False)
     return path
 
 
@@ -306,8 +303,9 @@ def _repair(export_dir: str, own_staging: str, dataset: dict[str, Any] | None) -
     listing), so that every state on the way, should this be killed too, is a valid dataset.
     Cases of exports still under way are left alone.
     """
+    remove_stale_parts(export_dir)  # dataset.json's temporary, left by an export killed while writing it
     notes = _unlisted_cases(export_dir, dataset)
-    _commit_if_outdated(export_dir, own_staging, dataset)
+    _commit_if_outdated(export_dir, dataset)
     busy: set[str] = set()
     for staging in _staging_folders(export_dir):
         if staging == own_staging:
@@ -318,10 +316,10 @@ def _repair(export_dir: str, own_staging: str, dataset: dict[str, Any] | None) -
         claimed = _claim(staging)
         if claimed:
             name = os.path.basename(staging)
-            notes += _attempt(name, lambda: _finish_or_discard(export_dir, claimed, own_staging, name))
+            notes += _attempt(name, lambda: _finish_or_discard(export_dir, claimed, name))
     for case_id in sorted(_case_ids_on_disk(export_dir) - busy):
-        notes += _attempt(case_id, lambda: _quarantine_if_incomplete(export_dir, case_id, own_staging))
-    _commit_if_outdated(export_dir, own_staging, dataset)
+        notes += _attempt(case_id, lambda: _quarantine_if_incomplete(export_dir, case_id))
+    _commit_if_outdated(export_dir, dataset)
     for note in notes:
         _log.warning("BATseg export: %s", note)
     return notes
@@ -337,7 +335,7 @@ def _attempt(what: str, repair: Callable[[], list[str]]) -> list[str]:
         return [f"could not repair {what} ({error}): left as it is, not used for training"]
 
 
-def _commit_if_outdated(export_dir: str, staging: str, existing: dict[str, Any] | None) -> None:
+def _commit_if_outdated(export_dir: str, existing: dict[str, Any] | None) -> None:
     """Rewrite dataset.json unless it lists exactly the complete cases on disk (an empty new
     folder gets none yet)."""
     current = _read_json(os.path.join(export_dir, "dataset.json"))
@@ -346,7 +344,7 @@ def _commit_if_outdated(export_dir: str, staging: str, existing: dict[str, Any] 
         return
     if isinstance(current, dict) and current.get("dataset") == cases and current.get("numTraining") == len(cases):
         return
-    _commit_dataset(export_dir, staging, existing)
+    _commit_dataset(export_dir, existing)
 
 
 def _unlisted_cases(export_dir: str, dataset: dict[str, Any] | None) -> list[str]:
@@ -455,7 +453,7 @@ def _rank(relative: str, case_id: str) -> int:
     return list(case_files(case_id, True).values()).index(relative)
 
 
-def _finish_or_discard(export_dir: str, staging: str, own_staging: str, name: str) -> list[str]:
+def _finish_or_discard(export_dir: str, staging: str, name: str) -> list[str]:
     """Move a dead export's remaining files into place when they were all written (its provenance
     record is there, staged or already moved); otherwise they are partial copies: removed."""
     files = _staged_files(staging)
@@ -464,7 +462,7 @@ def _finish_or_discard(export_dir: str, staging: str, own_staging: str, name: st
     notes = []
     for case_id in complete:
         remaining = [rel for rel, c in files if c == case_id]
-        notes += _move_remaining(export_dir, staging, case_id, remaining, own_staging)
+        notes += _move_remaining(export_dir, staging, case_id, remaining)
         notes.append(f"{case_id}: finished an export that was interrupted ({name})")
     if set(case_ids) - set(complete):
         notes.append(f"removed {name}: an export interrupted while it was writing its files left only partial copies")
@@ -478,7 +476,7 @@ def _provenance_path(export_dir: str, staging: str, case_id: str) -> str:
     return staged if os.path.isfile(staged) else os.path.join(export_dir, "provenanceTr", f"{case_id}.json")
 
 
-def _move_remaining(export_dir: str, staging: str, case_id: str, remaining: list[str], own_staging: str) -> list[str]:
+def _move_remaining(export_dir: str, staging: str, case_id: str, remaining: list[str]) -> list[str]:
     """Move staged files into place; one whose place is taken by another file goes to quarantine."""
     notes = []
     for relative in remaining:
@@ -486,7 +484,7 @@ def _move_remaining(export_dir: str, staging: str, case_id: str, remaining: list
         if _drop_if_same(source, target):
             continue
         if os.path.exists(target):
-            notes += _quarantine(export_dir, case_id, {relative: source}, own_staging,
+            notes += _quarantine(export_dir, case_id, {relative: source},
                                  f"{relative} was already taken by another file when an interrupted export was finished")
             continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -510,21 +508,21 @@ def _case_files_on_disk(export_dir: str, only: str | None = None) -> list[tuple[
     return found
 
 
-def _quarantine_if_incomplete(export_dir: str, case_id: str, own_staging: str) -> list[str]:
+def _quarantine_if_incomplete(export_dir: str, case_id: str) -> list[str]:
     """Set an incomplete case's files aside in quarantine/CASE/ (nnU-Net never sees them there)."""
     missing = _missing(export_dir, _expected_files(export_dir, case_id))
     if not missing:
         return []
     present = {rel: os.path.join(export_dir, rel) for rel, _ in _case_files_on_disk(export_dir, case_id)}
     reason = f"incomplete, most likely after an interrupted export (missing: {', '.join(missing)})"
-    return _quarantine(export_dir, case_id, present, own_staging, reason)
+    return _quarantine(export_dir, case_id, present, reason)
 
 
-def _quarantine(export_dir: str, case_id: str, files: dict[str, str], own_staging: str, reason: str) -> list[str]:
+def _quarantine(export_dir: str, case_id: str, files: dict[str, str], reason: str) -> list[str]:
     """Move `files` (relative path -> current path) into quarantine/CASE/, image first (so that
     a kill on the way leaves no image without its label), with the reason in WHY.txt."""
     folder = os.path.join(export_dir, QUARANTINE, case_id)
-    _append_note(folder, own_staging, reason)
+    _append_note(folder, reason)
     for relative in sorted(files, key=lambda rel: not rel.startswith("imagesTr/")):
         target = os.path.join(folder, *relative.split("/"))
         if not _drop_if_same(files[relative], target):
@@ -535,7 +533,7 @@ def _quarantine(export_dir: str, case_id: str, files: dict[str, str], own_stagin
     return [f"{case_id}: moved {len(files)} file(s) to {where}/, {reason}; move them back to use the case again"]
 
 
-def _append_note(folder: str, own_staging: str, reason: str) -> None:
+def _append_note(folder: str, reason: str) -> None:
     """Add a dated line to WHY.txt in `folder` (replaced by a rename, never half-written)."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "WHY.txt")
@@ -546,10 +544,8 @@ def _append_note(folder: str, own_staging: str, reason: str) -> None:
         text = ("Files set aside by BATseg's export: they are never used for training. Move them back into the\n"
                 "export folder's case folders once complete, or delete them.\n")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    temporary = os.path.join(own_staging, "WHY.txt")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(f"{text}{now}: {reason}\n")
-    os.replace(temporary, path)
+    remove_stale_parts(folder)  # the temporary of a repair killed while writing this note
+    write_text_atomically(path, f"{text}{now}: {reason}\n", overwrite=True)
 
 
 def _drop_if_same(source: str, target: str) -> bool:

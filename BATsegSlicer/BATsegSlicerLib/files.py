@@ -12,7 +12,7 @@ import os
 from batseg.errors import BATsegError
 
 
-def move_no_clobber(source: str, target: str) -> None:
+def move_no_clobber(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Move `source` to `target`; raise a one-line BATsegError if `target` already exists."""
     try:
         os.link(source, target)

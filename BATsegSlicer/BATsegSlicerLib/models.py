@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batseg.atomic_files import write_atomically
 from batseg.errors import BATsegError, ModelFileError
 from batseg.model_file import DISCLAIMER as DEFAULT_DISCLAIMER
 from batseg.model_file import MODEL_SUFFIX, check_classes
@@ -171,16 +171,8 @@ class ModelLibrary:
                 return entry
         os.makedirs(self.user_dir, exist_ok=True)
         target = self._unique_path(os.path.splitext(os.path.basename(source))[0])
-        handle, temporary = tempfile.mkstemp(dir=self.user_dir, prefix=".adding-", suffix=".part")
-        os.close(handle)
-        try:
-            shutil.copyfile(source, temporary)
-            verify(temporary)  # the copy, not only the source, must be intact
-            move_no_clobber(temporary, target)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        write_atomically(target, lambda temporary: _copy_verified(source, temporary), overwrite=False,
+                         commit=move_no_clobber)
         return ModelEntry(target, manifest, shipped=False)
 
     def remove(self, entry: ModelEntry) -> None:
@@ -202,6 +194,12 @@ class ModelLibrary:
             candidate = os.path.join(self.user_dir, f"{stem}-{number}{MODEL_SUFFIX}")
             number += 1
         return candidate
+
+
+def _copy_verified(source: str, copy: Path) -> None:
+    """Copy a model file and verify the copy: the copy, not only the source, must be intact."""
+    shutil.copyfile(source, copy)
+    verify(str(copy))
 
 
 def _safe(name: str) -> str:

@@ -29,6 +29,9 @@ import tempfile
 import time
 from typing import Callable
 
+# The standard library only: this module still loads at start-up in a Slicer without the engine's dependencies.
+from batseg.atomic_files import write_text_atomically
+
 try:
     import psutil
 except ImportError:  # installed with the dependencies; a fresh Slicer may not have it yet
@@ -149,10 +152,8 @@ def _read_owner(folder: str) -> dict | None:
 
 
 def _write_owner(folder: str, owner: dict) -> None:
-    path = os.path.join(folder, OWNER_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(owner, handle)
-    os.replace(path + ".tmp", path)
+    """Replace the owner record in one rename: a start-up reading it never meets half a record."""
+    write_text_atomically(os.path.join(folder, OWNER_FILE), json.dumps(owner), overwrite=True)
 
 
 def _list(folder: str) -> list[str]:

@@ -9,12 +9,17 @@ Several outputs of one result (labels, probabilities, report) are written all or
 of them are complete are they renamed; a failure (disk full) leaves the previous files as they
 were, not a mix of old and new or a deleted set.
 
-Temporary files are named ``.NAME.RANDOM.PID-HOST.part[SUFFIX]`` (hidden, beside NAME). A run
-killed while writing (SIGKILL; SIGTERM and Ctrl-C unwind and remove them) leaves such files
-behind; `remove_stale_parts` removes, at the start of a later run, those whose writer is
-provably dead (same host, no such process) or that have not changed for `STALE_AFTER_S`
-seconds. A live writer's file is never touched, so concurrent runs into one folder stay safe,
-and no file outside that exact pattern is ever removed.
+A folder made of several files (an imported training dataset) is written the same way
+(`write_folder_atomically`): filled under a temporary name beside it, then renamed.
+
+Temporary files are named ``.NAME.RANDOM.PID-HOST.part[SUFFIX]`` (hidden, beside NAME), and so
+are temporary folders (no suffix). Any failure, the final rename included, removes the
+temporary. A run killed while writing (SIGKILL; SIGTERM and Ctrl-C unwind and remove them)
+leaves such files behind; `remove_stale_parts` removes, at the start of a later run, those whose
+writer is provably dead (same host, no such process) or that have not changed for
+`STALE_AFTER_S` seconds; a folder only when its writer is provably dead, since it is filled
+inside its subfolders and its own age says nothing. A live writer's file is never touched, so
+concurrent runs into one folder stay safe, and nothing outside that exact pattern is ever removed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import functools
 import hashlib
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -33,6 +39,7 @@ from typing import Callable, Iterable
 from batseg.errors import BATsegError
 
 Writer = Callable[[Path], None]
+Commit = Callable[[Path, Path], None]  # (temporary, target): os.replace, or a rename that never replaces
 
 # A temporary file untouched this long belongs to no live writer: writing one output takes
 # seconds, and a staged file waits only for the other outputs of its case.
@@ -161,7 +168,11 @@ def is_stale_part(path: Path, now: float | None = None) -> bool:
     if owned is None and _LEGACY_PART_NAME.fullmatch(path.name) is None:
         return False
     try:
-        if not path.is_file() or path.is_symlink():
+        if path.is_symlink():
+            return False
+        if path.is_dir():  # its writer fills its subfolders: the folder's own age tells nothing
+            return owned is not None and not _writer_alive(int(owned["pid"]), owned["host"])
+        if not path.is_file():
             return False
         age = (time.time() if now is None else now) - path.stat().st_mtime
     except OSError:
@@ -186,11 +197,19 @@ def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
     for entry in entries:
         if is_stale_part(entry):
             try:
-                entry.unlink()
+                _remove(entry)
             except OSError:
                 continue
             removed.append(entry)
     return removed
+
+
+def _remove(path: Path) -> None:
+    """Remove a temporary file, or a temporary folder with everything in it (links are not followed)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def remove_stale_parts_beside(*files: str | os.PathLike | None) -> list[Path]:
@@ -199,14 +218,51 @@ def remove_stale_parts_beside(*files: str | os.PathLike | None) -> list[Path]:
     return [path for folder in sorted(folders) for path in remove_stale_parts(folder)]
 
 
-def write_atomically(path: str | os.PathLike, writer: Writer, overwrite: bool, suffix: str = "") -> Path:
+def write_atomically(
+    path: str | os.PathLike, writer: Writer, overwrite: bool, suffix: str = "", commit: Commit | None = None
+) -> Path:
     """Call `writer(temporary_path)`, then rename the temporary file onto `path`.
 
     The temporary file lives in the same folder, so the rename is atomic on one file system.
+    `commit` does the rename (default `os.replace`; a caller that must never replace a file
+    passes its own); the temporary file is removed if it fails.
     """
     temporary = stage_file(path, writer, overwrite, suffix)
-    os.replace(temporary, path)
+    _commit_or_remove(temporary, Path(path), commit)
     return Path(path)
+
+
+def _commit_or_remove(temporary: Path, path: Path, commit: Commit | None = None) -> None:
+    """`commit(temporary, path)`; the temporary file is removed if that fails (a folder now at
+    `path`, a file that must not be replaced)."""
+    try:
+        (commit or os.replace)(temporary, path)  # looked up now: tests stand in for os.replace
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_folder_atomically(path: str | os.PathLike, writer: Writer) -> Path:
+    """Call `writer(temporary_folder)`, then rename the filled folder to `path`, which must not exist.
+
+    The temporary folder (same name pattern as temporary files) is removed with all it holds if
+    anything fails, so a reader never sees a half-filled folder at `path`.
+    """
+    path = Path(path)
+    if path.exists():
+        raise BATsegError(f"{path} already exists: remove it or choose another name")
+    check_writable_folder(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{_owner_tag()}.part"))
+    try:
+        # mkdtemp creates 0700 folders; give the result the permissions a plain mkdir would.
+        os.chmod(temporary, 0o777 & ~_current_umask())
+        writer(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return path
 
 
 def write_all_or_nothing(
@@ -233,8 +289,13 @@ def write_all_or_nothing(
     if overwrite:
         for path in obsolete:
             Path(path).unlink(missing_ok=True)
-    for temporary, path in staged:
-        os.replace(temporary, path)
+    for index, (temporary, path) in enumerate(staged):
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            for later, _ in staged[index:]:  # the files already renamed stay: they are complete
+                later.unlink(missing_ok=True)
+            raise
     return [path for _, path in staged]
 
 

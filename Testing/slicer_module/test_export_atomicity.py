@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from batseg import atomic_files
 from batseg.errors import BATsegError
 from batseg.training.datasets import read_raw_dataset
 from BATsegSlicerLib import export
@@ -54,9 +55,15 @@ def _segmentation(mrml, volume, value: int = 2):
 
 
 def _tree(folder: Path, staging: bool = True) -> dict[str, bytes]:
-    """Relative path -> content of every file (those in staging folders too, unless `staging` is False)."""
+    """Relative path -> content of every file (those in staging folders and writers' temporary
+    files too, unless `staging` is False)."""
     files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-    return {k: v for k, v in files.items() if staging or not k.startswith(export.STAGING_PREFIX)}
+    return {k: v for k, v in files.items() if staging or not (k.startswith(export.STAGING_PREFIX) or _temporary(k))}
+
+
+def _temporary(relative: str) -> bool:
+    """A file `batseg.atomic_files` writes before its rename (dataset.json, WHY.txt)."""
+    return atomic_files._PART_NAME.fullmatch(Path(relative).name) is not None
 
 
 def _case_files(folder: Path) -> dict[str, set[str]]:
@@ -104,6 +111,7 @@ def _assert_repaired(folder: Path) -> set[str]:
     cases = _assert_valid_dataset(folder)
     assert set(_case_files(folder)) == cases, "files of an unlisted case were left in the case folders"
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".batseg-export-")]
+    assert not [p.name for p in folder.rglob(".*") if _temporary(p.name)], "a writer's temporary file was left"
     return cases
 
 

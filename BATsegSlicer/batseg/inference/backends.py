@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -300,6 +299,7 @@ def export_onnx(
     """Export the model file's network to ONNX at `destination` (atomically), check it, record it; its bytes."""
     import torch
 
+    from batseg.atomic_files import write_atomically
     from batseg.model_file import load_model
 
     network = load_model(model_path, "cpu").network
@@ -320,27 +320,25 @@ def export_onnx(
     outputs = ["logits", "field"] if has_field else ["logits"]
     axes = {2: "z", 3: "y", 4: "x"}
     example = torch.zeros((1, manifest["architecture"]["input_channels"], *_check_tile(manifest)))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-    os.close(handle)
-    try:
+    exported: list[bytes] = []
+
+    def write(temporary: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation / instance-norm notes
             try:
                 torch.onnx.export(
-                    wrapper, (example,), temporary, dynamo=False, opset_version=OPSET, input_names=["image"],
+                    wrapper, (example,), str(temporary), dynamo=False, opset_version=OPSET, input_names=["image"],
                     output_names=outputs, dynamic_axes={name: axes for name in ["image", *outputs]},
                     do_constant_folding=True,
                 )
             except Exception as exc:  # the exporter raises many types; any of them means "no ONNX"
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
                 raise BATsegError(f"the network could not be exported to ONNX ({first}); use --backend torch") from None
-        _check_export(Path(temporary), wrapper, example.shape)
-        data = Path(temporary).read_bytes()
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        _check_export(temporary, wrapper, example.shape)
+        exported.append(temporary.read_bytes())  # the bytes checked, whatever replaces the file later
+
+    write_atomically(destination, write, overwrite=True)
+    data = exported[0]
     # The record last: an entry whose record is missing or older than its file fails the check.
     _write_sidecar(destination, data, source or export_source(manifest))
     return data
@@ -384,6 +382,7 @@ def ensure_onnx(
     if log:
         why = f"the cached export {path.name} is not used: {problem}; " if problem else ""
         log(f"{why}exporting the model to ONNX once (cached in {path.parent})")
+    _check_cache_folder(path.parent)
     try:
         data = export_onnx(model_path, manifest, path, source)
     except OSError as exc:
@@ -391,6 +390,16 @@ def ensure_onnx(
             f"cannot write the ONNX cache in {path.parent} ({exc.strerror}); set BATSEG_CACHE_DIR to a writable folder"
         ) from None
     return path, data, False
+
+
+def _check_cache_folder(folder: Path) -> None:
+    """The atomic writer's up-front check, with the message that names BATSEG_CACHE_DIR."""
+    from batseg.atomic_files import check_writable_folder
+
+    try:
+        check_writable_folder(folder)
+    except BATsegError:
+        raise BATsegError(f"cannot write the ONNX cache in {folder}; set BATSEG_CACHE_DIR to a writable folder") from None
 
 
 # ---------------------------------------------------------------------------------------------

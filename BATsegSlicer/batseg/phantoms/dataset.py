@@ -38,7 +38,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from batseg import __version__
+from batseg.atomic_files import write_atomically, write_text_atomically
 from batseg.errors import BATsegError
+from batseg.io import image_suffix, image_writer
 from batseg.labels import NNUNET_LABELS
 from batseg.phantoms.case import SECOND_LESION_PROBABILITY, generate_case
 from batseg.progress import Progress
@@ -87,15 +89,11 @@ def plan_dataset(num_cases: int, seed: int, healthy_fraction: float, t2_fraction
 
 
 def _atomic_write_image(image: sitk.Image, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    sitk.WriteImage(image, str(tmp), True)
-    os.replace(tmp, path)
+    write_atomically(path, image_writer(image), overwrite=True, suffix=image_suffix(path))
 
 
 def _atomic_write_json(data: Any, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n", overwrite=True)
 
 
 def _make_case(folder: str, plan: CasePlan, options: dict) -> dict:

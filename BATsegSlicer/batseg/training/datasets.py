@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batseg.atomic_files import remove_stale_parts, write_folder_atomically
 from batseg.errors import BATsegError
 from batseg.labels import NNUNET_LABELS, TUMOUR_CLASSES
 
@@ -277,21 +278,26 @@ def _place(case: Case, image: Path, label: Path, orientation: str | None) -> Non
 def _write_linked_dataset(
     target: Path, cases: list[tuple[str, Case]], dataset_json: dict[str, Any], record: dict[str, Any]
 ) -> None:
-    """Create `target` (imagesTr, labelsTr, dataset.json) with each (new id, case) placed in it."""
-    tmp = target.with_name(target.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "imagesTr").mkdir(parents=True)
-    (tmp / "labelsTr").mkdir()
-    ending = dataset_json["file_ending"]
-    orientation = record.get("orientation")
-    for identifier, case in cases:
-        _place(case, tmp / "imagesTr" / f"{identifier}_0000{ending}", tmp / "labelsTr" / f"{identifier}{ending}", orientation)
-    out = {k: v for k, v in dataset_json.items() if k != "dataset"}
-    out.update({"labels": dict(NNUNET_LABELS), "numTraining": len(cases), "file_ending": ending})
-    (tmp / "dataset.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
-    (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, target)
+    """Create `target` (imagesTr, labelsTr, dataset.json) with each (new id, case) placed in it.
+
+    Filled under a temporary name and renamed, so nnU-Net never meets a half-linked dataset; the
+    temporary folders of imports killed earlier are removed first (those of live ones are kept).
+    """
+
+    def fill(folder: Path) -> None:
+        images, labels = folder / "imagesTr", folder / "labelsTr"
+        images.mkdir()
+        labels.mkdir()
+        ending = dataset_json["file_ending"]
+        for identifier, case in cases:
+            _place(case, images / f"{identifier}_0000{ending}", labels / f"{identifier}{ending}", record.get("orientation"))
+        out = {k: v for k, v in dataset_json.items() if k != "dataset"}
+        out.update({"labels": dict(NNUNET_LABELS), "numTraining": len(cases), "file_ending": ending})
+        (folder / "dataset.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
+        (folder / SOURCE_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+    remove_stale_parts(target.parent)
+    write_folder_atomically(target, fill)
 
 
 def _import(raw_root: Path, name: str, cases: list[tuple[str, Case]], dataset_json: dict, record: dict) -> str:

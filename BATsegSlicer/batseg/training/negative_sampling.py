@@ -19,9 +19,10 @@ centre on the cord; tumour cases and datasets without cord masks are unchanged.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from batseg.atomic_files import write_atomically
 
 CORD_KEY = "cord"  # not a label value: the loader only needs a key with voxel locations
 
@@ -64,8 +65,7 @@ def add_cord_locations(raw_dataset: Path, preprocessed: Path, plans_identifier: 
         if locations is None or not len(locations):
             continue
         properties["class_locations"][CORD_KEY] = locations
-        tmp = pkl.with_name(f".tmp-{os.getpid()}-{pkl.name}")
-        write_pickle(properties, str(tmp))
-        os.replace(tmp, pkl)  # a crash leaves the case as nnU-Net wrote it, never half-written
+        # A crash leaves the case as nnU-Net wrote it, never half-written.
+        write_atomically(pkl, lambda temporary, found=properties: write_pickle(found, str(temporary)), overwrite=True)
         added += 1
     return added

@@ -15,13 +15,13 @@ Decisions:
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from batseg.atomic_files import write_text_atomically
 from batseg.errors import BATsegError
 from batseg.labels import NUM_CLASSES, TUMOUR_CLASSES, class_by_value
 
@@ -91,8 +91,4 @@ def stratified_splits(types: dict[str, int], seed: int = SPLIT_SEED) -> tuple[li
 
 def write_splits(preprocessed_dataset: Path, splits: list[dict[str, list[str]]]) -> Path:
     """Write nnU-Net's splits_final.json (atomically) into the preprocessed dataset folder."""
-    path = preprocessed_dataset / "splits_final.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(splits, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(preprocessed_dataset / "splits_final.json", json.dumps(splits, indent=2), overwrite=True)
