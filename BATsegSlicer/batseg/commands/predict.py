@@ -36,6 +36,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+# Kept in step with batseg.inference.canal_crop.DEFAULT_MARGIN_MM (a test checks): importing the
+# inference package here would slow every `batseg --help`.
+DEFAULT_CROP_MARGIN_MM = 25.0
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `predict` sub-command."""
@@ -105,6 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="spinal cord mask(s) on the scans' grids (a file for one case, or a folder of CASE.nii.gz or "
         "CASE_seg.nii.gz): the report then says whether each lesion lies inside or outside the cord",
     )
+    parser.add_argument(
+        "--crop-to-cord", nargs="?", type=float, const=DEFAULT_CROP_MARGIN_MM, default=None, metavar="MARGIN_MM",
+        help="with --cord-masks: run the network only on a box around the cord mask grown by MARGIN_MM "
+        f"(default {DEFAULT_CROP_MARGIN_MM:g}), widened where a lesion reaches its border (the cascade crop; "
+        "faster for large networks)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
     parser.set_defaults(func=run)
@@ -125,6 +135,11 @@ def options_from(args: argparse.Namespace):
     check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
     from batseg.batch import check_cord_masks
 
+    crop = getattr(args, "crop_to_cord", None)
+    if crop is not None and (not math.isfinite(crop) or crop < 0):
+        raise BATsegError(f"--crop-to-cord {crop:g}: give a margin in mm, zero or positive (default {DEFAULT_CROP_MARGIN_MM:g})")
+    if crop is not None and getattr(args, "cord_masks", None) is None:
+        raise BATsegError("--crop-to-cord needs --cord-masks: the crop is a box around each case's spinal cord mask")
     return PredictOptions(
         tta=args.tta,
         postprocess=not args.no_postprocess,
@@ -138,6 +153,7 @@ def options_from(args: argparse.Namespace):
         cohort=getattr(args, "cohort", False),
         resume=getattr(args, "resume", False),
         cord_masks=check_cord_masks(getattr(args, "cord_masks", None)),
+        crop_margin_mm=crop,
         min_volume_from="option" if args.min_volume is not None else "default",
         one_type_from="option" if args.one_type_per_lesion is not None else "default",
     )

@@ -85,7 +85,7 @@ OPTIONAL_SUFFIXES = {
 # The run's own outputs (option `cohort`), by kind.
 RUN_OUTPUT_NAMES = {"cohort_csv": COHORT_CSV, "cohort_json": COHORT_JSON}
 # The settings a resumed case's report must share with the run (besides the model).
-RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "one_type_per_lesion", "tta")
+RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "one_type_per_lesion", "tta", "crop_margin_mm")
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class PredictOptions:
     cohort: bool = False  # OUT_DIR/cohort.csv and cohort.json
     resume: bool = False  # skip complete cases (--continue)
     cord_masks: Path | None = None  # a spinal cord mask file (one case) or a folder of CASE_seg masks
+    crop_margin_mm: float | None = None  # with cord masks: segment only a box around the cord (canal_crop)
     min_volume_from: str = "option"  # where the minimum volume came from: option, model or default
     one_type_from: str = "option"  # where the one-type-per-lesion choice came from
 
@@ -368,6 +369,7 @@ def run_settings(options: PredictOptions, predictor: Predictor) -> dict[str, Any
         "one_type_per_lesion": options.one_type_per_lesion,
         "one_type_per_lesion_from": options.one_type_from,
         "tta": options.tta,
+        "crop_margin_mm": options.crop_margin_mm,
         "tile": _tile_text(getattr(predictor, "tile_mode", "auto")),
         "backend": getattr(predictor, "backend_name", None),
         "device": getattr(predictor, "device", None),
@@ -433,7 +435,8 @@ def _segment_case(
         mask_path = cord_mask_path(case, options.cord_masks, single=True)
         cord = None if mask_path is None else read_cord_mask(mask_path, image, case.name)
     facts = acquisition.of_case(case)
-    prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field)
+    crop = {} if cord is None or options.crop_margin_mm is None else {"roi": cord, "crop_margin_mm": options.crop_margin_mm}
+    prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field, **crop)
     timings.update(prediction.timings)
     # Contrast from the metadata, geometry from the header: both say when the input is not what
     # the model was trained on (sagittal T1 Gd slices covering the cord in context).

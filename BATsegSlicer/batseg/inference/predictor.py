@@ -50,6 +50,7 @@ from batseg.inference.memory import (
     estimate_peak_bytes,
     tile_voxel_budget,
 )
+from batseg.inference.canal_crop import DEFAULT_MARGIN_MM, predict_cropped, roi_box
 from batseg.inference.orientation import (
     MODEL_ORIENTATION,
     AxisMapping,
@@ -170,6 +171,9 @@ class Predictor:
         except ValueError as exc:
             raise ModelFileError(f"{name}: {exc}") from None
         self.target_spacing = tuple(float(s) for s in settings["target_spacing"])
+        # The orientation code names the image axes x, y, z: the array axes (z, y, x) read it backwards.
+        letters = [self.orientation[::-1][axis] for axis in self.transpose]
+        self.superior_inferior_axis = next(i for i, letter in enumerate(letters) if letter in "SI")
         self.patch_size = tuple(int(p) for p in settings["patch_size"])
         self.resampling = resampling or settings.get("resampling", "separate_z")
         if self.resampling not in SCHEMES:
@@ -179,6 +183,8 @@ class Predictor:
         self.num_classes = int(arch["num_classes"])
         head = arch["field_head"]
         self.field_channels = int(head["channels"]) if head else 0
+        # An untruncated field (Table 5 ablation) has no "far from every surface" value to fill a crop's outside.
+        self.can_crop = not head or head.get("truncation", 1.0) is not None
         mirror = (manifest.get("nnunet") or {}).get("inference_allowed_mirroring_axes")
         self.mirror_axes = tuple(mirror if mirror is not None else (0, 1, 2))
 
@@ -340,8 +346,39 @@ class Predictor:
         except (ImportError, RuntimeError):
             pass
 
-    def predict(self, image: sitk.Image, tta: bool = False, probabilities: bool = False, field: bool = False) -> Prediction:
-        """Segment `image`; labels (and probabilities / field on request) on its exact grid."""
+    def _predict_in_roi(
+        self, volume: np.ndarray, roi: np.ndarray, mapping: AxisMapping, spacing: Sequence[float], tta: bool,
+        margin_mm: float, warnings: list[str],
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """`predict_grid` on a box around `roi` (input grid) only: the cascade crop (`canal_crop`)."""
+        box = roi_box(mapping.to_model(roi), spacing, self.target_spacing, volume.shape, margin_mm,
+                      whole_axes=(self.superior_inferior_axis,))
+        if box is None or not self.can_crop:
+            warnings.append("the spinal cord mask is empty: the whole volume was segmented" if box is None else
+                            "this model's distance field is not truncated, so it cannot be cropped: the whole "
+                            "volume was segmented")
+            return self.predict_grid(volume, tta)
+        facts: dict[str, Any] = {}
+
+        def run(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            logits, field_grid, details = self.predict_grid(sub, tta)
+            facts.update(details)
+            return logits, field_grid
+
+        result = predict_cropped(volume, run, box, margin_mm, self.target_spacing)
+        facts.update({"model_shape": list(volume.shape), "crop_box": [list(result.box.lo), list(result.box.hi)],
+                      "crop_widenings": result.widenings, "crop_whole_grid": result.whole_grid})
+        return result.logits, result.field, facts
+
+    def predict(
+        self, image: sitk.Image, tta: bool = False, probabilities: bool = False, field: bool = False,
+        roi: np.ndarray | None = None, crop_margin_mm: float = DEFAULT_MARGIN_MM,
+    ) -> Prediction:
+        """Segment `image`; labels (and probabilities / field on request) on its exact grid.
+
+        `roi`: a spinal cord mask (z, y, x bool, on the image's array grid): the network then runs
+        only on a box around it (`canal_crop`, the cascade crop), grown by `crop_margin_mm`.
+        """
         if field and not self.field_channels:
             raise BATsegError(
                 f"model {self.manifest.get('name')!r} has no distance-field head (a baseline model); drop --save-field"
@@ -355,7 +392,11 @@ class Predictor:
         with self._stage("preprocess", timings):
             volume, mapping, spacing, input_shape = self.preprocess(image)
         with self._stage("predict", timings):
-            logits, field_grid, details = self.predict_grid(volume, tta)
+            if roi is None:
+                logits, field_grid, details = self.predict_grid(volume, tta)
+            else:
+                logits, field_grid, details = self._predict_in_roi(
+                    volume, roi, mapping, spacing, tta, crop_margin_mm, warnings)
             del volume
         if field and field_grid is not None:
             check_finite(field_grid, "distance field")
