@@ -42,6 +42,24 @@ def test_phantom_volume_is_resampled_to_the_requested_grid() -> None:
     assert sitk.GetArrayViewFromImage(image).std() > 10  # anatomy, not an empty grid
 
 
+def test_the_phantom_cord_mask_is_on_the_volume_grid() -> None:
+    from batseg.benchmark import phantom_case
+
+    image, cord, _ = phantom_case((9, 384, 384), (3.6, 0.5, 0.5))
+    assert cord.GetSize() == image.GetSize() and cord.GetDirection() == image.GetDirection()
+    assert 0 < sitk.GetArrayViewFromImage(cord).mean() < 0.2  # a cord, not the whole grid
+
+
+def test_benchmark_with_the_cascade_crop_passes_the_mask_to_batseg_only(tmp_path: Path) -> None:
+    from batseg.benchmark import CORD_MASK_NAME, Settings, batseg_command, nnunet_command
+
+    settings = Settings(crop_to_cord=20.0, threads=2)
+    volume = tmp_path / "benchmark_case.nii.gz"
+    command = batseg_command(volume, tmp_path / "out", tmp_path / "m.batseg", settings)
+    assert command[-4:] == ["--cord-masks", str(tmp_path / CORD_MASK_NAME), "--crop-to-cord", "20"]
+    assert "--crop-to-cord" not in nnunet_command(volume, tmp_path, tmp_path / "m.batseg", settings)
+
+
 def test_synthetic_volume_is_a_sagittal_clinical_grid() -> None:
     image = synthetic_volume((15, 64, 48), (3.6, 0.5, 0.5))
     assert image.GetSize() == (48, 64, 15) and image.GetSpacing() == (0.5, 0.5, 3.6)

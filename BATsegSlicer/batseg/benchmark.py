@@ -54,6 +54,7 @@ from batseg.progress import JSON_PREFIX
 
 OBLIQUITY_DEGREES = 3.0
 PHANTOM_SEED = 7  # one fixed case, so that every benchmark times the same volume
+CORD_MASK_NAME = "benchmark_case_cord.nii.gz"  # the phantom's cord mask, for --crop-to-cord
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Settings:
     backend: str = "auto"
     tile: str = "auto"
     untrained_output: str = "random"  # or "background" (see the module docstring)
+    crop_to_cord: float | None = None  # BATseg runs with the phantom's cord mask and --crop-to-cord MARGIN
 
 
 @dataclass
@@ -122,12 +124,20 @@ def synthetic_volume(size: Sequence[int], spacing: Sequence[float], seed: int = 
 
 
 def phantom_volume(size: Sequence[int], spacing: Sequence[float], seed: int = PHANTOM_SEED) -> tuple[sitk.Image, str]:
+    """`phantom_case` without its cord mask."""
+    image, _, description = phantom_case(size, spacing, seed)
+    return image, description
+
+
+def phantom_case(size: Sequence[int], spacing: Sequence[float], seed: int = PHANTOM_SEED
+                 ) -> tuple[sitk.Image, sitk.Image, str]:
     """A `batseg.phantoms` case resampled (linear) onto the requested grid, centred on the phantom.
 
     The phantom generator draws its own field of view, pixel size and slice spacing (only the
     matrix and the slice count can be chosen), so the case is generated with the requested
     matrix and slices and then resampled onto exactly the requested size and spacing, keeping
     the phantom's (slightly oblique, PIR) direction; voxels outside its field of view are 0.
+    The phantom's spinal cord mask comes with it on the same grid (nearest neighbour).
     """
     from batseg.phantoms import generate_case
 
@@ -138,25 +148,28 @@ def phantom_volume(size: Sequence[int], spacing: Sequence[float], seed: int = PH
     new_spacing = [float(spacing[2]), float(spacing[1]), float(spacing[0])]
     centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
     origin = centre - direction @ (np.asarray(new_spacing) * (np.asarray(new_size) - 1) / 2)
-    resampled = sitk.Resample(
-        image, new_size, sitk.Transform(), sitk.sitkLinear, tuple(origin), new_spacing,
-        tuple(direction.ravel()), 0, image.GetPixelID(),
-    )
+    grid = (new_size, sitk.Transform(), sitk.sitkLinear, tuple(origin), new_spacing, tuple(direction.ravel()), 0)
+    resampled = sitk.Resample(image, *grid, image.GetPixelID())
+    cord = sitk.Resample(case.cord, *grid[:2], sitk.sitkNearestNeighbor, *grid[3:], sitk.sitkUInt8)
     types = ", ".join(lesion["name"] for lesion in case.meta["lesions"]) or "no tumour"
     described = f"synthetic phantom (batseg.phantoms seed {seed}: {case.meta['region']}, {types})"
-    return resampled, f"{described} resampled to this grid"
+    return resampled, cord, f"{described} resampled to this grid"
 
 
 def benchmark_volume(folder: Path, settings: Settings) -> tuple[Path, str]:
     """Write the input volume: a phantom when `batseg.phantoms` is installed, else a smooth random
     volume; returns its path and a description of what it is."""
     try:
-        image, description = phantom_volume(settings.size, settings.spacing)
+        image, cord, description = phantom_case(settings.size, settings.spacing)
     except ImportError:
-        image = synthetic_volume(settings.size, settings.spacing)
+        if settings.crop_to_cord is not None:
+            raise BATsegError("--crop-to-cord needs the phantom's cord mask: install batseg with its phantoms") from None
+        image, cord = synthetic_volume(settings.size, settings.spacing), None
         description = "smooth random volume with a body-shaped mask (batseg.phantoms is not installed)"
     path = folder / "benchmark_case.nii.gz"
     sitk.WriteImage(image, str(path))
+    if cord is not None:
+        sitk.WriteImage(cord, str(folder / CORD_MASK_NAME))
     return path, description
 
 
@@ -245,6 +258,8 @@ def batseg_command(volume: Path, out: Path, model: Path, settings: Settings) -> 
     ]
     if settings.threads:
         command += ["--threads", str(settings.threads)]
+    if settings.crop_to_cord is not None:
+        command += ["--cord-masks", str(volume.parent / CORD_MASK_NAME), "--crop-to-cord", f"{settings.crop_to_cord:g}"]
     return command
 
 
@@ -312,6 +327,14 @@ def _stage_medians(runs: list[ChildRun]) -> dict[str, float]:
     return {stage: statistics.median(values) for stage, values in per_stage.items()}
 
 
+def _crop_line(summary: dict[str, Any]) -> list[str]:
+    margin = summary.get("crop_to_cord_mm")
+    if margin is None:
+        return []
+    return [f"crop:    BATseg gets the phantom's cord mask and segments a box around it (margin {margin:g} mm; "
+            "the mask's own cost is not timed); nnU-Net predicts the whole volume"]
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """The human-readable benchmark table."""
     lines = [
@@ -320,6 +343,7 @@ def format_table(summary: dict[str, Any]) -> str:
         f"model:   {summary['model']}",
         f"setting: device {summary['device']}, {summary['threads']} threads, backend {summary['backend']}, "
         f"tile {summary['tile']}; every run is a fresh process from the file to the written outputs",
+        *_crop_line(summary),
         "",
         f"{'pipeline':<44}{'runs':>5}{'min s':>9}{'median s':>10}{'peak MB':>10}",
     ]
@@ -375,6 +399,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> dict[str, A
         "threads": threads,
         "backend": settings.backend,
         "tile": settings.tile,
+        "crop_to_cord_mm": settings.crop_to_cord,
         "rows": rows,
         "speedup": speedup,
         "speedup_same_tile": speedup_same_tile,

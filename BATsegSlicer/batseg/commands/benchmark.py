@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads for both pipelines (default: all cores)")
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto", help="BATseg backend (default auto)")
     parser.add_argument("--tile", default="auto", help="BATseg tile: auto, patch or Z,Y,X (default auto)")
+    parser.add_argument(
+        "--crop-to-cord", nargs="?", type=float, const=25.0, default=None, metavar="MARGIN_MM",
+        help="BATseg runs with the phantom's spinal cord mask and `predict --crop-to-cord MARGIN_MM` (the cascade "
+        "crop; default margin 25); nnU-Net still predicts the whole volume, as its predictor does",
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
@@ -52,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from batseg.inference.backends import check_threads
     from batseg.progress import Progress
 
+    if args.crop_to_cord is not None and not args.crop_to_cord >= 0:
+        raise BATsegError("--crop-to-cord takes a margin in mm, zero or positive")
     if min(args.size) < 1 or min(args.spacing) <= 0:
         raise BATsegError("--size needs positive voxel counts and --spacing positive millimetres")
     check_threads(args.threads)  # passed to every run it starts
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(
         model=args.model, topology=args.topology, device=args.device, size=tuple(args.size),
         spacing=tuple(args.spacing), repeats=args.repeats, skip_nnunet=args.skip_nnunet, threads=args.threads,
-        backend=args.backend, tile=args.tile, untrained_output=args.untrained_output,
+        backend=args.backend, tile=args.tile, untrained_output=args.untrained_output, crop_to_cord=args.crop_to_cord,
     )
     summary = run_benchmark(settings, progress.log)
     print(format_table(summary), flush=True)
