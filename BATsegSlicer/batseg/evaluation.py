@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ import SimpleITK as sitk
 
 from batseg.atomic_files import write_atomically, write_text_atomically
 from batseg.errors import BATsegError
-from batseg.image_headers import gzip_stream_problem
+from batseg.image_headers import nifti_data_problem
 from batseg.io import IMAGE_SUFFIXES, is_image_file
 from batseg.labels import TUMOUR_CLASSES
 from batseg.lesions import check_label_map
@@ -142,22 +141,14 @@ def match_cases(
 
 
 def check_nifti_complete(path: Path) -> None:
-    """A one-line error when a NIfTI file is truncated or its gzip stream is corrupt.
+    """A one-line error when a NIfTI file is truncated, its gzip stream corrupt, or it holds NaN.
 
     ITK's NIfTI reader fills a short data block with zeros without complaint (a truncated
-    .nii.gz reads as a partly empty label map), which would silently corrupt the scores.
-    nibabel checks the byte count, so its read is used as the completeness check; neither
-    reader reaches the gzip trailer, so a .nii.gz is also read to its end for its CRC (flipped
-    bytes inside the stream would otherwise change labels silently).
+    .nii.gz reads as a partly empty label map) and never reaches the gzip trailer (flipped
+    bytes inside the stream change labels silently), which would corrupt the scores: the file
+    gets the check every input image gets (`image_headers.nifti_data_problem`).
     """
-    import nibabel
-
-    try:
-        np.asanyarray(nibabel.load(str(path)).dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise BATsegError(f"label file {path} is truncated or corrupt ({reason}): export it again") from None
-    problem = gzip_stream_problem(path, f"label file {path}") if path.name.lower().endswith(".gz") else None
+    problem = nifti_data_problem(path, f"label file {path}", must_be_nifti=True)
     if problem:
         raise BATsegError(problem)
 

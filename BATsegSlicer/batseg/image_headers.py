@@ -5,21 +5,26 @@ spacing becomes 1 mm, a negative NIfTI pixdim becomes positive, NaN and infinite
 NIfTI file are replaced, a truncated NIfTI is read with zeros for the missing voxels, and a
 .nii.gz whose compressed stream is damaged is read without its gzip CRC being checked. The
 functions here read the headers and data blocks themselves and describe such a problem in one
-line (or return None), so that `batseg.io` can refuse the file. `quiet_itk` silences ITK's own
-messages during reads, so that the one-line error is all the user sees.
+line (or return None), so that `batseg.io` (input images) and `batseg.evaluation` (label files)
+can refuse the file. `quiet_itk` silences ITK's own messages during reads, so that the one-line
+error is all the user sees.
+
+NIfTI-1 and NIfTI-2 headers are decoded by nibabel, with its checks off: they would quietly
+repair some of the very defects looked for here (a negative pixdim becomes positive). One
+reader, `nifti_data_problem`, checks a NIfTI file's data block for every caller, in one pass
+over the file (a .nii.gz is decompressed once, to its end, so that its CRC is checked too).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import struct
 import sys
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -56,12 +61,11 @@ def quiet_itk() -> Iterator[None]:
 class NiftiLayout:
     """The parts of a NIfTI-1 / NIfTI-2 header needed to find and check the data block."""
 
-    endian: str  # "<" or ">"
     dims: tuple[int, ...]  # dim[0..7]
-    datatype: int
     bitpix: int
     offset: int  # vox_offset
     pixdim: tuple[float, ...]  # pixdim[0..7]
+    float_dtype: np.dtype | None  # the stored voxel type (byte order included) when it can hold NaN or infinity
 
     @property
     def voxels(self) -> int:
@@ -73,20 +77,40 @@ class NiftiLayout:
         return list(self.pixdim[1 : 1 + max(0, min(self.dims[0], 7))])
 
 
-def nifti_layout(header: bytes) -> NiftiLayout | None:
-    """The layout of a NIfTI-1 (348-byte) or NIfTI-2 (540-byte) header, or None if it is not NIfTI."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            return NiftiLayout(
-                endian, struct.unpack(endian + "8h", header[40:56]), *struct.unpack(endian + "2h", header[70:74]),
-                int(struct.unpack(endian + "f", header[108:112])[0]), struct.unpack(endian + "8f", header[76:108]),
-            )
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            return NiftiLayout(
-                endian, struct.unpack(endian + "8q", header[16:80]), *struct.unpack(endian + "2h", header[12:16]),
-                int(struct.unpack(endian + "q", header[168:176])[0]), struct.unpack(endian + "8d", header[104:168]),
-            )
+def nifti_layout(block: bytes) -> NiftiLayout | None:
+    """The layout of the NIfTI-2 (540-byte) or NIfTI-1 (348-byte) header that `block` starts
+    with, as stored; None if it is not NIfTI."""
+    header = _nifti_header(block)
+    if header is None:
+        return None
+    return NiftiLayout(
+        tuple(int(d) for d in header["dim"]), int(header["bitpix"]), header.get_data_offset(),
+        tuple(float(p) for p in header["pixdim"]), _float_dtype(header),
+    )
+
+
+def _nifti_header(block: bytes) -> Any:
+    """nibabel's header for `block` (checks off: the values as stored), or None if it is not NIfTI."""
+    import nibabel
+
+    for kind in (nibabel.Nifti2Header, nibabel.Nifti1Header):  # NIfTI-2 (sizeof_hdr 540) is told apart first
+        if kind.may_contain_header(block):
+            try:
+                return kind(block[: kind.sizeof_hdr], check=False)
+            except (ValueError, nibabel.spatialimages.HeaderDataError):
+                return None
     return None
+
+
+def _float_dtype(header: Any) -> np.dtype | None:
+    """The voxel type of a floating-point data block (with the header's byte order), else None."""
+    import nibabel
+
+    try:
+        dtype = header.get_data_dtype()
+    except (KeyError, nibabel.spatialimages.HeaderDataError):  # a type code nibabel does not know
+        return None
+    return dtype if dtype.kind == "f" else None
 
 
 def _open(path: Path):
@@ -105,9 +129,6 @@ def _nifti_pixdim(path: Path) -> list[float] | None:
 
 GZIP_MAGIC = b"\x1f\x8b"
 
-# NIfTI float data types (code: numpy type): only these can hold NaN or infinity.
-_NIFTI_FLOATS = {16: "f4", 64: "f8"}
-
 
 def _drain(handle) -> None:
     """Read a file to its end in 1 MiB pieces, so that gzip checks its CRC and length trailer."""
@@ -115,9 +136,17 @@ def _drain(handle) -> None:
         pass
 
 
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _corrupt(name: str, detail: str) -> str:
+    """The one-line complaint about a damaged file (truncated, or bytes changed)."""
+    return f"{name} is truncated or corrupt ({detail}); copy or export it again"
+
+
 def _gzip_corrupt_message(name: str, exc: Exception) -> str:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{name}: the gzip stream is corrupt ({reason}); copy or export the file again"
+    return _corrupt(name, f"its gzip stream is corrupt: {_reason(exc)}")
 
 
 def gzip_stream_problem(path: Path, name: str) -> str | None:
@@ -142,38 +171,43 @@ def gzip_stream_problem(path: Path, name: str) -> str | None:
     return None
 
 
-def nifti_data_problem(path: Path, name: str) -> str | None:
+def nifti_data_problem(path: Path, name: str, must_be_nifti: bool = False) -> str | None:
     """A one-line complaint about a single-file NIfTI's data block: truncated, corrupt, or NaN / infinity.
 
     SimpleITK reads a truncated NIfTI without error (the missing voxels become 0), reads a .nii.gz
     whose stream has flipped bytes without checking the gzip CRC (it stops reading at the last
     voxel, before the trailer), and silently replaces non-finite values; so the data block is
     checked in the file itself, reading a .nii.gz to its end: one more decompression, about 50 ms
-    for a clinical sagittal volume.
+    for a clinical sagittal volume. A file without a NIfTI header is left to the caller's reader
+    (None), unless `must_be_nifti`.
     """
-    compressed = path.name.lower().endswith(".gz")
     try:
         with _open(path) as handle:
             layout = nifti_layout(handle.read(540))
             if layout is None:
-                return None
+                return _corrupt(name, "it has no NIfTI-1 or NIfTI-2 header") if must_be_nifti else None
             expected = layout.voxels * max(layout.bitpix, 8) // 8
             handle.seek(layout.offset)
             data = handle.read(expected)
-            if compressed and len(data) == expected:
+            if path.name.lower().endswith(".gz") and len(data) == expected:
                 _drain(handle)
     except gzip.BadGzipFile as exc:
         return _gzip_corrupt_message(name, exc)
-    except (EOFError, OSError, zlib.error):
-        return f"{name}: the file is truncated or corrupt (its data block cannot be read); copy or export it again"
+    except (EOFError, OSError, zlib.error) as exc:
+        return _corrupt(name, f"its data block cannot be read: {_reason(exc)}")
     if len(data) < expected:
-        return f"{name}: the file is truncated (its data block is incomplete); copy or export it again"
-    if layout.datatype in _NIFTI_FLOATS:
-        values = np.frombuffer(data, dtype=np.dtype(layout.endian + _NIFTI_FLOATS[layout.datatype]))
-        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-        if bad:
-            return nonfinite_message(name, bad)
-    return None
+        return _corrupt(name, f"its data block is incomplete: {len(data)} of {expected} bytes")
+    return _nonfinite_problem(data, layout, name)
+
+
+def _nonfinite_problem(data: bytes, layout: NiftiLayout, name: str) -> str | None:
+    """The complaint about NaN or infinite voxels in a floating-point data block, or None."""
+    if layout.float_dtype is None:
+        return None
+    whole = len(data) // layout.float_dtype.itemsize * layout.float_dtype.itemsize  # bitpix may disagree with the type
+    values = np.frombuffer(data[:whole], dtype=layout.float_dtype)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    return nonfinite_message(name, bad) if bad else None
 
 
 def nonfinite_message(name: str, count: int) -> str:
