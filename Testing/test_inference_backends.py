@@ -65,7 +65,13 @@ def test_tile_positions_gaussian_and_tile_choice() -> None:
     assert choose_tile((16, 272, 272), (16, 160, 160), (2, 16, 16), "auto", 2_000_000) == (16, 272, 272)
     assert choose_tile((15, 100, 70), (16, 160, 160), (2, 16, 16), "auto", 2_000_000) == (16, 112, 80)
     shrunk = choose_tile((40, 600, 600), (16, 160, 160), (2, 16, 16), "auto", 2_000_000)
-    assert np.prod(shrunk) <= 2_000_000 and all(t >= p for t, p in zip(shrunk, (16, 160, 160)))
+    assert np.prod(shrunk) <= 2_000_000 and all(t >= p // 2 for t, p in zip(shrunk, (16, 160, 160)))
+    # over the budget: the tile with the fewest voxels computed in all, tried against every other
+    paper = choose_tile((16, 545, 545), (12, 384, 384), (2, 64, 64), "auto", 1_258_291)
+    assert paper == (16, 192, 384)
+    cost = lambda tile: plan_windows((16, 545, 545), tile).count * np.prod(tile)  # noqa: E731
+    assert cost(paper) < cost((12, 384, 384)) and cost(paper) <= cost((16, 256, 256))
+    assert plan_windows((16, 545, 545), paper).count == 10
     assert choose_tile((40, 600, 600), (16, 160, 160), (2, 16, 16), "patch") == (16, 160, 160)
     with pytest.raises(BATsegError, match="multiple"):
         choose_tile((16, 64, 64), (16, 160, 160), (2, 16, 16), (15, 64, 64))

@@ -243,7 +243,7 @@ class Predictor:
             ) from None
 
     def tile_for(self, model_shape: Sequence[int]) -> tuple[int, int, int]:
-        return choose_tile(model_shape, self.patch_size, self.multiple, self.tile_mode, self.tile_budget)
+        return choose_tile(model_shape, self.patch_size, self.multiple, self.tile_mode, self.tile_budget, self.tile_step)
 
     def _estimate(self, info: ImageInfo, shape: Sequence[int], keep_field: bool, tiles: bool = True) -> int:
         """Estimated peak bytes for a header and its model grid; without the tile activations when not `tiles`."""

@@ -11,7 +11,11 @@ Tile size (decision): the network is fully convolutional, so tiles need not be t
 patch; they only need each axis to be a multiple of the network's total downsampling. Modes:
 - "patch": the training patch (nnU-Net's behaviour);
 - "auto" (default): the whole padded volume as one tile when it holds at most `max_voxels`
-  voxels, else the largest tile under that budget (shrunk along the axes most over the patch).
+  voxels, else the tile under that budget with which the network computes the fewest voxels in
+  all (tile voxels x tiles, overlaps included), no axis under half the training patch. For the
+  paper topology's 16 x 545 x 545 grid and its 1.26 M-voxel budget that is 16 x 192 x 384 in 10
+  tiles (11.8 M voxels) instead of the training patch 12 x 384 x 384 in 8 (14.2 M, each over
+  the budget): the tile holds every slice, so no slab is predicted twice across left-right.
   Fewer, larger tiles remove the overlap (a 16 x 272 x 272 light-model grid is 1 tile instead of
   9 patch tiles covering 3.1x its voxels) and are the main CPU speed lever. The price: instance
   normalisation sees statistics of a larger region than in training. Measured with a briefly
@@ -25,6 +29,7 @@ not import torch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -67,6 +72,7 @@ def choose_tile(
     multiple: Sequence[int],
     mode: str | Sequence[int] = "auto",
     max_voxels: int = 2_000_000,
+    step: float = DEFAULT_STEP,
 ) -> tuple[int, int, int]:
     """The tile shape for an image of `shape` (model grid), see the module docstring."""
     patch = tuple(int(p) for p in patch_size)
@@ -80,8 +86,45 @@ def choose_tile(
                 f"{' x '.join(map(str, multiple))}"
             )
         return tile  # type: ignore[return-value]
-    tile = [round_up(max(n, 1), m) for n, m in zip(shape, multiple)]
-    floor = [min(t, max(p, m)) for t, p, m in zip(tile, patch, multiple)]
+    whole = [round_up(max(n, 1), m) for n, m in zip(shape, multiple)]
+    if np.prod(whole, dtype=np.int64) <= max_voxels:
+        return tuple(whole)  # type: ignore[return-value]
+    return _cheapest_tile(shape, patch, multiple, max_voxels, step) or _shrunk_tile(whole, patch, multiple, max_voxels)
+
+
+def _axis_count(size: int, tile: int, step: float) -> int:
+    """Tiles along one axis (as `tile_starts` places them)."""
+    return 1 if size <= tile else int(math.ceil((size - tile) / (tile * step))) + 1
+
+
+def _cheapest_tile(
+    shape: Sequence[int], patch: Sequence[int], multiple: Sequence[int], max_voxels: int, step: float
+) -> tuple[int, int, int] | None:
+    """The tile under the budget that makes the network compute the fewest voxels in all (tiles x
+    tile voxels, overlaps counted), fewer tiles on a tie; no axis below half the training patch,
+    so each tile keeps context. None when no such tile fits the budget."""
+    options = []
+    for n, p, m in zip(shape, patch, multiple):
+        whole = round_up(max(int(n), 1), m)
+        floor = min(whole, max(m, round_up(max(int(p) // 2, 1), m)))
+        options.append(range(floor, whole + 1, m))
+    best: tuple[int, int, tuple[int, int, int]] | None = None
+    for tile in itertools.product(*options):
+        voxels = math.prod(tile)
+        if voxels > max_voxels:
+            continue
+        count = math.prod(_axis_count(int(n), t, step) for n, t in zip(shape, tile))
+        key = (count * voxels, count, tile)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    return None if best is None else best[2]
+
+
+def _shrunk_tile(
+    tile: list[int], patch: Sequence[int], multiple: Sequence[int], max_voxels: int
+) -> tuple[int, int, int]:
+    """The whole volume shrunk axis by axis toward the training patch until under the budget (or at the patch)."""
+    floor = [min(t, max(int(p), m)) for t, p, m in zip(tile, patch, multiple)]
     while np.prod(tile, dtype=np.int64) > max_voxels:
         ratios = [t / p if t - m >= f else 0.0 for t, p, m, f in zip(tile, patch, multiple, floor)]
         axis = int(np.argmax(ratios))
