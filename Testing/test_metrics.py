@@ -209,3 +209,16 @@ def test_aggregate_per_class_means_detection_and_healthy_cases() -> None:
     assert pooled["false_positive_detection_rate"] == pytest.approx(0.25)
     assert (pooled["types_correct"], pooled["types_assessed"]) == (2, 3)
     assert pooled["type_confusion"][0][0] == 2 and pooled["type_confusion"][1][2] == 1
+
+
+@pytest.mark.parametrize("corner", ["inside", "low edge", "high edge"])
+def test_hd95_of_masks_on_the_array_border_matches_medpy(corner: str) -> None:
+    # The crop around both masks (ndimage.find_objects, grown by one voxel and clipped) must keep
+    # the erosion at the array border: the border counts as outside, in the crop as in the array.
+    gt = np.zeros((8, 40, 40), dtype=bool)
+    pred = np.zeros_like(gt)
+    where = {"inside": np.s_[2:5, 10:20, 12:22], "low edge": np.s_[0:3, 0:9, 0:11], "high edge": np.s_[5:8, 30:40, 29:40]}
+    gt[where[corner]] = True
+    pred[where[corner]] = True
+    pred = np.roll(pred, 2, axis=2) if corner != "high edge" else np.roll(pred, -2, axis=1)
+    assert hd95(pred, gt, SPACING) == pytest.approx(medpy_binary.hd95(pred, gt, voxelspacing=SPACING), rel=1e-9)

@@ -627,14 +627,18 @@ def _provenance(case_id: str, reviewer: str, volume_node, labels: np.ndarray, se
 
 def editing_effort(ai_labels: np.ndarray, reviewed: np.ndarray, voxel_mm3: float) -> dict[str, Any]:
     """How much the reviewer changed: per-class Dice AI vs reviewed, voxels added and removed."""
+    # The engine's Dice, the one `batseg evaluate` reports. Imported here, at export time: it
+    # needs scipy, which a Slicer without the engine's dependencies does not have at start-up.
+    from batseg.metrics import dice as dice_of
+
     dice: dict[str, float | None] = {}
     added: dict[str, int] = {}
     removed: dict[str, int] = {}
     for tumour in TUMOUR_CLASSES:
         ai_mask = ai_labels == tumour.value
         reviewed_mask = reviewed == tumour.value
-        total = int(ai_mask.sum()) + int(reviewed_mask.sum())
-        dice[tumour.key] = None if total == 0 else 2.0 * int((ai_mask & reviewed_mask).sum()) / total
+        # None, not the engine's 1.0, when neither has the class: there was nothing to edit.
+        dice[tumour.key] = dice_of(ai_mask, reviewed_mask) if ai_mask.any() or reviewed_mask.any() else None
         added[tumour.key] = int((reviewed_mask & ~ai_mask).sum())
         removed[tumour.key] = int((ai_mask & ~reviewed_mask).sum())
     changed = int(np.count_nonzero(ai_labels != reviewed))

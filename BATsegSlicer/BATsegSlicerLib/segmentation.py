@@ -27,7 +27,7 @@ import slicer
 import vtk
 
 from batseg.errors import BATsegError
-from batseg.labels import TUMOUR_CLASSES
+from batseg.labels import TUMOUR_CLASSES, class_by_value
 
 from BATsegSlicerLib.terminology import class_for_segment, terminology_string
 
@@ -166,15 +166,11 @@ def check_no_overlap(masks: dict[int, np.ndarray]) -> None:
         for second in values[position + 1:]:
             count = int(np.count_nonzero(masks[first] & masks[second]))
             if count:
-                conflicts.append(f"{_name(first)}/{_name(second)}: {count} voxels")
+                conflicts.append(f"{class_by_value(first).name}/{class_by_value(second).name}: {count} voxels")
     if conflicts:
         raise BATsegError(
             "tumour segments overlap (" + "; ".join(conflicts) + "): each voxel must carry one type; "
             "remove the overlap in the Segment Editor (e.g. Logical operators > Subtract) and export again")
-
-
-def _name(value: int) -> str:
-    return next(t.name for t in TUMOUR_CLASSES if t.value == value)
 
 
 def show_in_3d(node: "slicer.vtkMRMLSegmentationNode") -> None:

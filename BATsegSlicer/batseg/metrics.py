@@ -103,12 +103,8 @@ def _joint_box(first: np.ndarray, second: np.ndarray) -> tuple[slice, ...]:
     array, whose border counts as outside.
     """
     union = first | second
-    box = []
-    for axis in range(union.ndim):
-        other_axes = tuple(a for a in range(union.ndim) if a != axis)
-        present = np.nonzero(union.any(axis=other_axes))[0]
-        box.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, union.shape[axis])))
-    return tuple(box)
+    (box,) = ndimage.find_objects(union.view(np.uint8))  # one object: every voxel of either mask (never empty here)
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, union.shape))
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
