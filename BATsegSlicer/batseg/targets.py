@@ -276,13 +276,8 @@ def _union(boxes: Sequence[Optional[Box]]) -> Optional[Box]:
 
 def _bbox(mask: np.ndarray) -> Optional[Box]:
     """Bounding box of a boolean mask, or None when it is empty."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
+    boxes = ndimage.find_objects(mask.astype(np.uint8))
+    return boxes[0] if boxes else None
 
 
 def _checked(
