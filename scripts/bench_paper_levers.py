@@ -144,12 +144,14 @@ def main() -> None:
     first = rows[0]["seconds"]
     print(f"\nvolume: {description}; model: {args.model or 'untrained ' + args.topology + ', background output'}; "
           f"{args.threads} threads")
-    print("| lever | network stage (s) | vs first | peak memory (MB) | tiles | voxels differing from the first |")
-    print("|---|---|---|---|---|---|")
+    print("| lever | network stage (s) | speed-up vs first | peak memory (MB) | tiles | voxels differing from the "
+          "first | Dice vs first, classes 1-4 (%) |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         tiles = f"{row['tiles']} x {' x '.join(map(str, row['tile']))}" if row.get("tile") else "-"
+        dice = " / ".join("-" if d is None else f"{100 * d:.1f}" for d in row["vs_first"]["dice"].values())
         print(f"| {row['lever']} | {row['seconds']:.1f} | {first / row['seconds']:.2f}x | {row['peak_mb']:.0f} | "
-              f"{tiles} | {row['vs_first']['differing_voxels']} |")
+              f"{tiles} | {row['vs_first']['differing_voxels']} | {dice} |")
     if args.json:
         args.json.write_text(json.dumps({"volume": description, "threads": args.threads, "rows": rows}, indent=1))
 
