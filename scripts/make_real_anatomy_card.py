@@ -45,7 +45,7 @@ def _phantoms(work: Path, tag: str) -> dict[str, Any]:
 def before_after_table(parent: dict, child: dict, parent_real: dict, child_real: dict) -> str:
     """The headline table: parent and child on every held-out data set."""
     p, c = parent_real["insertions"]["summary"], child_real["insertions"]["summary"]
-    rows = ["| data | figure | parent 0.6.0 | this model |", "|---|---|---|---|"]
+    rows = [f"| data | figure | parent {parent['version']} | this model |", "|---|---|---|---|"]
     real = [("lesions of all sizes detected", "detected"), ("lesions >= 0.5 cm3 detected", "large_detected"),
             ("type accuracy, detected lesions >= 0.5 cm3", "large_type_accuracy"),
             ("type accuracy, all detected lesions", "type_accuracy")]
@@ -107,7 +107,7 @@ def target_lines(parent: dict, child: dict, child_real: dict) -> str:
         f"- 0 lesions on the unaltered real T1 scans: {t1_lesions}, {verdict(t1_lesions == 0)}",
         f"- 0 lesions (or a contrast warning) on the real T2 scans: {t2_lesions} lesions over "
         f"{len(t2)} scans x 2 grids, no contrast warning (the files carry no metadata), {verdict(t2_lesions == 0)}",
-        f"- held-out phantoms no worse than 0.6.0: mean Dice {pct(parent['mean_dice'])} -> {pct(child['mean_dice'])} %, "
+        f"- held-out phantoms no worse than {parent['version']}: mean Dice {pct(parent['mean_dice'])} -> {pct(child['mean_dice'])} %, "
         f"detection {pct(parent['detection_tpr'])} -> {pct(child['detection_tpr'])} %, type accuracy "
         f"{pct(parent['type_accuracy'])} -> {pct(child['type_accuracy'])} %, false-positive rate "
         f"{pct(parent['detection_fpr'])} -> {pct(child['detection_fpr'])} %",
@@ -146,18 +146,15 @@ def card_text(args: argparse.Namespace, manifest: dict[str, Any], model_file: Pa
 |---|---|
 | file | `{model_file.name}` ({model_file.stat().st_size / 1e6:.1f} MB) |
 | weights sha256 | `{manifest['weights_sha256']}` |
-| network | BATseg: nnU-Net PlainConvUNet, topology `light` (5 stages, 16-128 features) + 1x1x1 surface-distance-field head (sigmoid, 4 class-wise channels, truncation t = 1), loss CE + Dice + mean \\|e\\|^3; same network, size and speed as 0.6.0 |
+| network | BATseg: nnU-Net PlainConvUNet, topology `light` (5 stages, 16-128 features) + 1x1x1 surface-distance-field head (sigmoid, 4 class-wise channels, truncation t = 1), loss CE + Dice + mean \\|e\\|^3; same network, size and speed as {args.parent_version} |
 | input | sagittal T1 post-gadolinium MRI, resampled to {manifest['input']['target_spacing']} mm (z, y, x = left-right, superior-inferior, anterior-posterior), z-score per volume |
 | classes | 1 spinal meningioma, 2 ependymoma, 3 astrocytoma, 4 hemangioblastoma |
-| parent | `{Path(args.parent).name}` (sha256 `{manifest['parent']['sha256']}`), trained on phantoms only |
+| parent | `{Path(args.parent).name}` (sha256 `{manifest['parent']['sha256']}`), {args.parent_trained_on} |
 | licence | BSD-3-Clause, as the project; the real backgrounds' licences are in `../shared/data/real-spine-mri/licenses` (MIT, CC BY 4.0); no real image is in this file |
 
-## What changed from 0.6.0, and what it did
+## What changed from {args.parent_version}, and what it did
 
-0.6.0 had learnt the phantoms' look: on lesions inserted into real scans it found few and typed
-them at random, and it reported lesions on healthy real scans. This model is 0.6.0 fine-tuned on
-synthetic lesions of the four types painted into real healthy scans (`batseg/phantoms/insertion.py`,
-`batseg/phantoms/real_grid.py`), with phantoms replayed. Every figure below comes from
+{what_changed(args)} Every figure below comes from
 `bash scripts/train_real_anatomy_model.sh`; parent and child are scored on the same data.
 
 {tables['before_after']}
@@ -175,12 +172,11 @@ Targets of issue 13 for this model:
 
 ## Training data
 
-Synthetic lesions only. 380 training cases:
-- 240 cases on **real healthy backgrounds** (`python scripts/make_real_insertions.py --split train -n 240 --seed 1`):
+Synthetic lesions only. {args.real_cases + 140} training cases:
+- {args.real_cases} cases on **real healthy backgrounds** (`python scripts/make_real_insertions.py --split train -n {args.real_cases} --seed {args.train_seed}{(' ' + args.train_opts) if args.train_opts else ''}`):
   the subjects `sct_t2`, `errsm_11`, `errsm_18`, `errsm_21` of `../shared/data/real-spine-mri` (T2-weighted, 1 mm),
   each case resliced to a random clinical sagittal grid (0.4-0.8 mm in-plane, 3.0-4.2 mm slices, tilt up to 6
-  degrees, 60-100% of the head-foot extent); 15% kept T2 as wrong-contrast negatives without lesion, the others made
-  T1-like (dark CSF around the cord) with one synthetic lesion (10% left healthy). The lesion geometry, signal and
+  degrees, 60-100% of the head-foot extent); {args.roles}. The lesion geometry, signal and
   companions follow METHOD.md section 6 relative to the manual cord mask (insertion.py's docstring lists what is not
   modelled: no cord displacement or expansion beyond the lesion, no flow voids or dural tails).
 - 140 **phantoms** (`batseg phantom -n 140 --seed 2026 --t2-negative-fraction 0.125`), replayed so the phantom
@@ -188,9 +184,9 @@ Synthetic lesions only. 380 training cases:
 
 Held out: 48 lesions inserted into `sct_t1w` (real T1, no contrast) and `errsm_24` (T2 made T1-like),
 12 per type (`--split test -n 48 --seed 2`); the 40 + 10 held-out phantoms of 0.6.0's card (seeds 7 and 8).
-The training and held-out insertion data were generated at commit fb1afb9; the generator was corrected after
-training (a tilted grid no longer has empty corners, a meningioma's label never takes a cord voxel), so a rerun
-at a later commit draws slightly different cases.
+The held-out insertion data were generated at commit fb1afb9; the generator was corrected after that (a tilted
+grid no longer has empty corners, a meningioma's label never takes a cord voxel), so a rerun at a later commit
+draws slightly different held-out cases.
 
 ## Training
 
@@ -228,9 +224,36 @@ warning; a DICOM series or BIDS sidecar whose echo time says T2 does (`batseg/ac
   seen in training is T2 made T1-like, whose bone marrow keeps T2's intermediate signal.
 - Trained at twice the paper's in-plane spacing (0.94 mm) for CPU speed, on a CPU budget.
 - Reproduce every number above with `bash scripts/train_real_anatomy_model.sh WORK_DIR` at commit `{args.commit}`
-  with `../shared` beside the repository (the parent 0.6.0 file comes from git history:
-  `git show {args.parent_commit}:{args.parent}`).
+  with `../shared` beside the repository ({args.parent_source}).
 """
+
+
+def what_changed(args: argparse.Namespace) -> str:
+    """The card's opening paragraph: what the parent lacked and what this fine-tuning changed."""
+    if args.parent_phantoms_only:
+        return (f"{args.parent_version} had learnt the phantoms' look: on lesions inserted into real scans it found few "
+                "and typed them at random, and it reported lesions on healthy real scans. This model is "
+                f"{args.parent_version} fine-tuned on synthetic lesions of the four types painted into real healthy "
+                "scans (`batseg/phantoms/insertion.py`, `batseg/phantoms/real_grid.py`), with phantoms replayed.")
+    return (f"{args.parent_version} was already fine-tuned on synthetic lesions in real healthy scans. This model is "
+            f"{args.parent_version} fine-tuned again on a new draw of such cases (seed {args.train_seed}, options "
+            f"`{args.train_opts or 'the defaults'}`), with phantoms replayed: {args.roles}.")
+
+
+def training_roles(work: Path, train_opts: str) -> tuple[int, str]:
+    """(cases, a sentence on their roles) from the real training split's insertions.json."""
+    import json
+
+    record = json.loads(next((work / "real_train").glob("*/insertions.json")).read_text())
+    roles = [case["role"] for case in record["cases"].values()]
+    count = len(roles)
+    negatives = sum(role.startswith("T2 negative") for role in roles)
+    healthy = roles.count("healthy")
+    where = ("the whole field of view" if "--negative-whole-fov" in train_opts else "cropped to the cord rows")
+    native = " (part of them on the scan's own 1 mm grid)" if "--negative-native-share" in train_opts else ""
+    return count, (f"{negatives} of them ({100 * negatives / count:.0f}%) kept T2 as wrong-contrast negatives "
+                   f"without lesion, on {where}{native}; the others made T1-like (dark CSF around the cord), "
+                   f"{healthy} of those left healthy and {count - negatives - healthy} with one synthetic lesion")
 
 
 def portable_command(command: list[str], work: Path) -> list[str]:
@@ -248,9 +271,21 @@ def main() -> None:
     parser.add_argument("--version", required=True)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--iters", type=int, required=True)
+    parser.add_argument("--train-seed", type=int, default=1, help="seed of the real training split")
+    parser.add_argument("--train-opts", default="", help="extra options the real training split was made with")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     args.commit = (args.work / "COMMIT").read_text().strip()[:7]
+    parent_manifest = read_manifest(args.parent)
+    args.parent_version = str(parent_manifest.get("version"))
+    args.parent_phantoms_only = "held_out_real_backgrounds" not in (parent_manifest.get("metrics") or {})
+    args.parent_trained_on = ("trained on phantoms only" if args.parent_phantoms_only else
+                              "trained on phantoms and synthetic lesions in real healthy scans (its own card)")
+    args.parent_source = (f"the parent {args.parent_version} file comes from git history: "
+                          f"`git show {args.parent_commit}:{args.parent}`" if args.parent_phantoms_only else
+                          f"the parent is the shipped `{parent_manifest.get('name')}-{args.parent_version}.batseg` "
+                          "of that commit")
+    args.real_cases, args.roles = training_roles(args.work, args.train_opts)
     parent, child = _phantoms(args.work, "parent"), _phantoms(args.work, args.name)
     parent_real, child_real = _real(args.work, "parent"), _real(args.work, args.name)
     child_real["training_backgrounds"] = ["sct_t2", "errsm_11_t2", "errsm_18_t2", "errsm_21_t2"]

@@ -80,4 +80,4 @@ evaluate "$NAME" "$W/$NAME-tuned.batseg"
 # 5. Card and shipped file (CARD=0 stops before: the figures are in WORK_DIR for review).
 [ "${CARD:-1}" = 0 ] && exit 0
 python scripts/make_real_anatomy_card.py --work "$W" --name "$NAME" --parent "$PARENT" --version "$VERSION" \
-  --epochs "$EPOCHS" --iters "$ITERS" ${FORCE:+--force}
+  --epochs "$EPOCHS" --iters "$ITERS" --train-seed "${TRAIN_SEED:-1}" --train-opts "${TRAIN_OPTS:-}" ${FORCE:+--force}
