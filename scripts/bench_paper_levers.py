@@ -12,7 +12,8 @@ end by `batseg benchmark`. Levers:
 - onnx, auto tiles, step 0.75: fewer overlapping tiles;
 - torch fp32, auto tiles: PyTorch on the CPU;
 - torch bf16, auto tiles: PyTorch with bfloat16 autocast on the CPU (AVX512-BF16 where present);
-- onnx, cascade crop: ONNX Runtime on the box around the cord mask (canal_crop, margin 25 mm).
+- onnx, cascade crop: ONNX Runtime on the box around the cord mask (canal_crop, margin 25 mm);
+- ...-noarena: the same without ONNX Runtime's CPU memory arena and memory pattern.
 
 Labels of each lever are compared with the first lever that is torch fp32 with patch tiles
 ("reference"): voxels that differ and per-class Dice. With an untrained model (the default)
@@ -43,6 +44,8 @@ LEVERS = {
     "torch-auto": ("torch", "fp32", "auto", 0.5, False),
     "torch-bf16-auto": ("torch", "bf16", "auto", 0.5, False),
     "onnx-crop": ("onnx", "fp32", "auto", 0.5, True),
+    "onnx-crop-noarena": ("onnx", "fp32-noarena", "auto", 0.5, True),
+    "onnx-auto-noarena": ("onnx", "fp32-noarena", "auto", 0.5, False),
 }
 
 
@@ -68,6 +71,10 @@ def one_lever(name: str, model: Path, volume: Path, cord: Path, threads: int, ca
     from batseg.inference.predictor import Predictor
 
     backend, precision, tile, step, crop = LEVERS[name]
+    if precision == "fp32-noarena":
+        from batseg.inference import backends
+
+        backends.CPU_MEMORY_ARENA = False
     predictor = Predictor(model, device="cpu", backend=backend, threads=threads, tile=tile, tile_step=step,
                           cache_folder=cache)
     if precision == "bf16":
@@ -107,7 +114,14 @@ def main() -> None:
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated, of {', '.join(LEVERS)}")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.warm:  # fill the ONNX cache only: creating the predictor exports the model
+        from batseg.inference.predictor import Predictor
+
+        _, model, _, _, cache, _ = args.child
+        Predictor(Path(model), device="cpu", backend="onnx", threads=args.threads, cache_folder=Path(cache))
+        return
     if args.child:
         name, model, volume, cord, cache, out = args.child
         one_lever(name, Path(model), Path(volume), Path(cord), args.threads, Path(cache), Path(out))
@@ -131,8 +145,8 @@ def main() -> None:
         for name in levers:
             command = [sys.executable, __file__, "--threads", str(args.threads), "--child", name, str(model),
                        str(folder / "case.nii.gz"), str(folder / "cord.nii.gz"), str(folder / "cache"), str(folder)]
-            if name.startswith("onnx"):  # the ONNX export is not what a warm run pays
-                subprocess.run(command, capture_output=True)
+            if name.startswith("onnx") and not (folder / "cache").exists():  # a warm run pays no ONNX export
+                subprocess.run(command[:-7] + ["--warm", *command[-7:]], capture_output=True)
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"lever {name} failed: {done.stderr.strip()[-1500:]}")

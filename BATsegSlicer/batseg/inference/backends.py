@@ -417,8 +417,16 @@ def _session(model: Path | bytes, threads: int | None, device: str) -> Any:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: no warnings on stderr
+    if not CPU_MEMORY_ARENA:
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     return onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
+
+
+# ONNX Runtime's CPU arena keeps every block it has allocated for reuse, and its memory pattern
+# preallocates the plan of the largest run; both trade memory for speed (docs/inference.md).
+CPU_MEMORY_ARENA = True
 
 
 class OnnxBackend:
