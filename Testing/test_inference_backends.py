@@ -261,3 +261,16 @@ def test_backend_and_device_choices() -> None:
     assert not backends.is_out_of_memory(RuntimeError("shape mismatch"))
     one_thread = Predictor(light_model(), device="cpu", backend="onnx", threads=1, cache_folder=cache_dir())
     assert one_thread.predict(sagittal_image((8, 40, 40))).labels.GetSize() == (40, 40, 8)
+
+
+def test_onnx_memory_arena_is_off_for_paper_size_networks_only(monkeypatch) -> None:
+    from batseg.models import untrained_manifest
+
+    assert backends.use_arena(untrained_manifest("light")) is True
+    assert backends.use_arena(untrained_manifest("paper")) is False  # 2.5 GB -> 1.35 GB peak, measured
+    monkeypatch.setattr(backends, "CPU_MEMORY_ARENA", True)
+    assert backends.use_arena(untrained_manifest("paper")) is True
+    onnx_path = backends.onnx_cache_path(predictor("onnx").manifest, cache_dir())
+    options = backends._session(onnx_path, None, "cpu", arena=False).get_session_options()
+    assert options.enable_cpu_mem_arena is False and options.enable_mem_pattern is False
+    assert predictor("onnx").backend_info["onnx_memory_arena"] is True  # the light model keeps it

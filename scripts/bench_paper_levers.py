@@ -13,7 +13,8 @@ end by `batseg benchmark`. Levers:
 - torch fp32, auto tiles: PyTorch on the CPU;
 - torch bf16, auto tiles: PyTorch with bfloat16 autocast on the CPU (AVX512-BF16 where present);
 - onnx, cascade crop: ONNX Runtime on the box around the cord mask (canal_crop, margin 25 mm);
-- ...-noarena: the same without ONNX Runtime's CPU memory arena and memory pattern.
+- ...-noarena: the same without ONNX Runtime's CPU memory arena and memory pattern (the other
+  ONNX levers force them on; the product's default follows backends.use_arena).
 
 Labels of each lever are compared with the first lever that is torch fp32 with patch tiles
 ("reference"): voxels that differ and per-class Dice. With an untrained model (the default)
@@ -38,12 +39,12 @@ import numpy as np
 
 LEVERS = {
     "torch-patch": ("torch", "fp32", "patch", 0.5, False),
-    "onnx-patch": ("onnx", "fp32", "patch", 0.5, False),
-    "onnx-auto": ("onnx", "fp32", "auto", 0.5, False),
-    "onnx-auto-step075": ("onnx", "fp32", "auto", 0.75, False),
+    "onnx-patch": ("onnx", "fp32-arena", "patch", 0.5, False),
+    "onnx-auto": ("onnx", "fp32-arena", "auto", 0.5, False),
+    "onnx-auto-step075": ("onnx", "fp32-arena", "auto", 0.75, False),
     "torch-auto": ("torch", "fp32", "auto", 0.5, False),
     "torch-bf16-auto": ("torch", "bf16", "auto", 0.5, False),
-    "onnx-crop": ("onnx", "fp32", "auto", 0.5, True),
+    "onnx-crop": ("onnx", "fp32-arena", "auto", 0.5, True),
     "onnx-crop-noarena": ("onnx", "fp32-noarena", "auto", 0.5, True),
     "onnx-auto-noarena": ("onnx", "fp32-noarena", "auto", 0.5, False),
 }
@@ -71,10 +72,10 @@ def one_lever(name: str, model: Path, volume: Path, cord: Path, threads: int, ca
     from batseg.inference.predictor import Predictor
 
     backend, precision, tile, step, crop = LEVERS[name]
-    if precision == "fp32-noarena":
+    if precision.startswith("fp32-"):  # ONNX Runtime's memory arena forced on or off (backends.use_arena)
         from batseg.inference import backends
 
-        backends.CPU_MEMORY_ARENA = False
+        backends.CPU_MEMORY_ARENA = precision == "fp32-arena"
     predictor = Predictor(model, device="cpu", backend=backend, threads=threads, tile=tile, tile_step=step,
                           cache_folder=cache)
     if precision == "bf16":

@@ -407,8 +407,9 @@ def _check_cache_folder(folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _session(model: Path | bytes, threads: int | None, device: str) -> Any:
-    """An ONNX Runtime session over a file or over a model's bytes."""
+def _session(model: Path | bytes, threads: int | None, device: str, arena: bool = True) -> Any:
+    """An ONNX Runtime session over a file or over a model's bytes; without `arena`, no CPU memory
+    arena and no memory pattern (CPU_MEMORY_ARENA)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -417,7 +418,7 @@ def _session(model: Path | bytes, threads: int | None, device: str) -> Any:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: no warnings on stderr
-    if not CPU_MEMORY_ARENA:
+    if not arena:
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -425,8 +426,22 @@ def _session(model: Path | bytes, threads: int | None, device: str) -> Any:
 
 
 # ONNX Runtime's CPU arena keeps every block it has allocated for reuse, and its memory pattern
-# preallocates the plan of the largest run; both trade memory for speed (docs/inference.md).
-CPU_MEMORY_ARENA = True
+# preallocates the plan of the largest run; both trade memory for speed. Measured on the paper
+# topology with the cascade crop (scripts/bench_paper_levers.py, docs/inference.md): peak 2.5 GB
+# with them, 1.35 GB without, the network stage 1.7x slower. So they stay on for networks whose
+# first stage has fewer than ARENA_MAX_FEATURES features (the light topology: a few hundred MB
+# either way) and are off for the paper's 32 and more, where they decide whether 2 GB is enough.
+# CPU_MEMORY_ARENA forces them on (True) or off (False); None follows that rule.
+CPU_MEMORY_ARENA: bool | None = None
+ARENA_MAX_FEATURES = 32
+
+
+def use_arena(manifest: dict[str, Any]) -> bool:
+    """Whether ONNX Runtime keeps its CPU memory arena for this model (CPU_MEMORY_ARENA)."""
+    if CPU_MEMORY_ARENA is not None:
+        return CPU_MEMORY_ARENA
+    features = (manifest.get("architecture") or {}).get("arch_kwargs", {}).get("features_per_stage") or [0]
+    return int(features[0]) < ARENA_MAX_FEATURES
 
 
 class OnnxBackend:
@@ -435,13 +450,15 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(
-        self, onnx_path: Path, device: str = "cpu", threads: int | None = None, model_bytes: bytes | None = None
+        self, onnx_path: Path, device: str = "cpu", threads: int | None = None, model_bytes: bytes | None = None,
+        arena: bool = True,
     ) -> None:
         """A session over `model_bytes` (the verified content of `onnx_path`) when given, else over the file."""
         self.device = device
         self.path = onnx_path
+        self.arena = arena
         try:
-            self.session = _session(onnx_path if model_bytes is None else model_bytes, threads, device)
+            self.session = _session(onnx_path if model_bytes is None else model_bytes, threads, device, arena)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
             raise ModelFileError(
                 f"the cached ONNX model {onnx_path.name} cannot be loaded ({str(exc).splitlines()[0][:120]}); "
@@ -467,11 +484,13 @@ def create_backend(
     if kind == "torch":
         return TorchBackend(model_path, device, threads), {"backend": "torch", "device": device}
     path, data, cached = ensure_onnx(model_path, manifest, folder, log)
+    arena = use_arena(manifest)
     try:
-        backend = OnnxBackend(path, device, threads, data)
+        backend = OnnxBackend(path, device, threads, data, arena)
     except ModelFileError:
         # Verified bytes this onnxruntime cannot load (the key names its version, so rare): export again once.
         path.unlink(missing_ok=True)
         path, data, cached = ensure_onnx(model_path, manifest, folder, log)
-        backend = OnnxBackend(path, device, threads, data)
-    return backend, {"backend": "onnx", "device": device, "onnx_cache": "warm" if cached else "cold", "onnx_path": str(path)}
+        backend = OnnxBackend(path, device, threads, data, arena)
+    return backend, {"backend": "onnx", "device": device, "onnx_cache": "warm" if cached else "cold",
+                     "onnx_path": str(path), "onnx_memory_arena": arena}
