@@ -3,7 +3,7 @@ was poor, round after round, without losing what it knew?
 
     python scripts/bench_retrain_loop.py --work WORK_DIR
 
-(about 35-45 min on a 2-core CPU with the defaults; needs slicer-core for the headless scene:
+(about 35 min on an otherwise idle 2-core CPU with the defaults; needs slicer-core for the headless scene:
 `pip install slicer-core`, which `bash scripts/setup.sh --with-tests` installs.)
 
 What it does, with nothing but the project's own code:
@@ -28,7 +28,7 @@ What it does, with nothing but the project's own code:
    truth, as a reviewer painting in the Segment Editor would (`updateSegmentBinaryLabelmapFromArray`);
    export with the module's own `export.export_case` into ONE export folder that grows round
    after round, as the panel's does; fine-tune with `batseg train --finetune-from CURRENT --data
-   EXPORT_FOLDER`, the parent's budget except --epochs and --iterations-per-epoch (round 1 passes
+   EXPORT_FOLDER`, the parent's budget except --epochs (12 instead of fine-tuning's 50; round 1 passes
    --replay-data, since 0.7.0 records no usable lineage; round 2 passes none, so its replay comes
    from the lineage round 1 recorded); then score the new model on both held-out sets.
 4. Prints a markdown table (and writes WORK_DIR/results.json): per round the model, the
@@ -274,9 +274,10 @@ def finetune(parent: Path, export_dir: Path, output: Path, replay: Path | None, 
              workdir: Path, log: Path) -> dict[str, Any]:
     """`batseg train --finetune-from parent --data export_dir`; wall time, iterations, replay counts."""
     command = ["train", "--finetune-from", str(parent), "--data", str(export_dir), "--output", str(output),
-               "--epochs", str(args.epochs), "--iterations-per-epoch", str(args.iterations_per_epoch),
-               "--device", "cpu", "--seed", str(args.seed), "--workdir", str(workdir), "--overwrite",
+               "--epochs", str(args.epochs), "--device", "cpu", "--seed", str(args.seed), "--workdir", str(workdir), "--overwrite",
                "--progress", "json"]
+    if args.iterations_per_epoch is not None:
+        command += ["--iterations-per-epoch", str(args.iterations_per_epoch)]
     if replay is not None:
         command += ["--replay-data", str(replay)]
     if args.lr is not None:
@@ -484,9 +485,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="work folder: data (reused by a rerun), models, exports, logs, results.json")
     parser.add_argument("--rounds", type=int, default=2, help="correct-export-retrain rounds (default 2)")
     parser.add_argument("--cases-per-round", type=int, default=8, help="new site-B cases corrected per round (8)")
-    parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per round (8)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=40,
-                        help="training iterations per epoch (40; the rest of the budget is the parent's)")
+    parser.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs per round (12)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=None,
+                        help="training iterations per epoch (default: the parent's, as every other budget value)")
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: batseg train's)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for training and inference (2)")
     parser.add_argument("--seed", type=int, default=1, help="training seed (1)")
@@ -503,7 +504,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for name in ("rounds", "cases_per_round", "epochs", "iterations_per_epoch", "threads", "heldout_shifted",
                  "heldout_standard", "replay"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
