@@ -68,18 +68,41 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+_blocked_for_fork: list[bool] = []  # whether the fork under way blocked SIGTERM (seen by both sides)
+
+
+def _block_sigterm_before_fork() -> None:
+    """Hold SIGTERM back across a fork while our handler is installed (`_default_sigterm_in_child`)."""
+    blocked = signal.getsignal(signal.SIGTERM) is _raise_terminated and hasattr(signal, "pthread_sigmask")
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _blocked_for_fork[:] = [blocked]
+
+
+def _unblock_sigterm_in_parent() -> None:
+    if _blocked_for_fork and _blocked_for_fork[0]:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _default_sigterm_in_child() -> None:
     """Give a forked worker (nnU-Net's, PyTorch's) the default SIGTERM back.
 
     Their parents stop them with SIGTERM, and a worker stuck on a lock it inherited from the
-    fork never runs a Python-level handler: only the default action ends it.
+    fork never runs a Python-level handler: only the default action ends it. SIGTERM stays
+    blocked from before the fork until the default is set: nnU-Net shuts a short-lived pool down
+    at once, and a SIGTERM that reached the worker before this hook ran was otherwise dropped
+    (Python runs the handler registered when it checks, which was by then the default), leaving
+    the worker waiting on a lock and `batseg train` waiting for it forever.
     """
     if signal.getsignal(signal.SIGTERM) is _raise_terminated:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _blocked_for_fork and _blocked_for_fork[0]:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending SIGTERM now ends the worker
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+    os.register_at_fork(before=_block_sigterm_before_fork, after_in_parent=_unblock_sigterm_in_parent,
+                         after_in_child=_default_sigterm_in_child)
 
 
 @contextlib.contextmanager
