@@ -5,7 +5,8 @@ Decisions:
 - After a refresh the selection is, in order: the model just added or fine-tuned, the model the
   parameter node remembers, else the first (shipped models come first); no model: nothing
   selected, and the info line says how to add one.
-- The info line names the model, its postprocessing, its measured held-out quality and its
+- The info line names the model, its postprocessing, its measured held-out quality, how long a
+  scan takes on a CPU (measured per topology: batseg.inference.expected_time) and its
   disclaimer, where the model is chosen (not only in the model card).
 - Shipped models cannot be removed (Remove is disabled); a user model is deleted only after a
   question naming its file.
@@ -31,7 +32,7 @@ def model_info(entry: ModelEntry | None) -> str:
     if entry is None:
         return NO_MODEL
     parts = (f"{entry.title} {entry.version}.", entry.postprocessing_summary, entry.held_out_summary,
-             entry.disclaimer)
+             entry.expected_time, entry.disclaimer)
     return " ".join(part for part in parts if part)
 
 

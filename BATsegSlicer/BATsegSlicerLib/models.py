@@ -27,6 +27,7 @@ from typing import Any
 
 from batseg.atomic_files import write_atomically
 from batseg.errors import BATsegError, ModelFileError
+from batseg.inference.expected_time import expected_text
 from batseg.model_file import DISCLAIMER as DEFAULT_DISCLAIMER
 from batseg.model_file import MODEL_SUFFIX, check_classes
 from batseg.models import list_models, user_models_dir
@@ -86,6 +87,11 @@ class ModelEntry:
         tuned = "min_volume_mm3" in (self.manifest.get(POSTPROCESSING_KEY) or {})
         origin = "chosen on validation data" if tuned else "default"
         return f"Lesions under {recommended_min_volume(self.manifest):g} mm3 are dropped ({origin})."
+
+    @property
+    def expected_time(self) -> str:
+        """How long a scan takes with this model on a CPU, as measured for its topology ('' if not measured)."""
+        return expected_text(self.manifest)
 
     @property
     def held_out_summary(self) -> str:
