@@ -213,23 +213,9 @@ def headless_scene() -> SimpleNamespace:
         import slicer
     except ImportError:
         raise SystemExit("the export step needs slicer-core for a headless scene: pip install slicer-core") from None
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    logics = {
-        "Colors": app.GetColorLogic(),
-        "Volumes": slicer.vtkSlicerVolumesLogic(),
-        "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-        "SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
-    }
-    for name, logic in logics.items():
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(app)
-        app.SetModuleLogic(name, logic)
-    slicer.mrmlScene = scene
-    slicer.modules = SimpleNamespace(**{name.lower(): SimpleNamespace(logic=lambda logic=logic: logic)
-                                        for name, logic in logics.items()})
-    return SimpleNamespace(scene=scene, app=app, volumes=logics["Volumes"])
+    from BATsegSlicerLib.headless_scene import install_scene
+
+    return install_scene(slicer)
 
 
 def export_ground_truth(cases: list[str], images: Path, ai: Path, labels: Path, export_dir: Path,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -39,26 +38,13 @@ slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install sl
 @pytest.fixture
 def mrml():
     """A fresh scene with real module logics, installed as slicer.mrmlScene / slicer.modules."""
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    logics = {
-        "Colors": app.GetColorLogic(),
-        "Volumes": slicer.vtkSlicerVolumesLogic(),
-        "Segmentations": slicer.vtkSlicerSegmentationsModuleLogic(),
-        "SubjectHierarchy": slicer.vtkSlicerSubjectHierarchyModuleLogic(),
-    }
-    for name, logic in logics.items():
-        logic.SetMRMLScene(scene)  # Segmentations: registers the converter rules
-        logic.SetMRMLApplicationLogic(app)
-        app.SetModuleLogic(name, logic)
+    from BATsegSlicerLib.headless_scene import install_scene
+
     saved = (getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None))
-    slicer.mrmlScene = scene
-    slicer.modules = SimpleNamespace(**{name.lower(): SimpleNamespace(logic=lambda logic=logic: logic)
-                                        for name, logic in logics.items()})
-    yield SimpleNamespace(scene=scene, app=app, volumes=logics["Volumes"], segmentations=logics["Segmentations"])
+    installed = install_scene(slicer)
+    yield installed
     slicer.mrmlScene, slicer.modules = saved
-    scene.Clear(1)
+    installed.scene.Clear(1)
 
 
 @pytest.fixture(scope="session")
