@@ -87,7 +87,7 @@ def one_lever(name: str, model: Path, volume: Path, cord: Path, threads: int, ca
     start = time.perf_counter()
     if crop:
         roi = sitk.GetArrayFromImage(sitk.ReadImage(str(cord))) > 0
-        logits, _, details = predictor._predict_in_roi(grid, roi, mapping, spacing, False, DEFAULT_MARGIN_MM, [])
+        logits, _, details = predictor.predict_grid_in_roi(grid, roi, mapping, spacing, False, DEFAULT_MARGIN_MM, [])
     else:
         logits, _, details = predictor.predict_grid(grid)
     seconds = time.perf_counter() - start

@@ -118,18 +118,12 @@ def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
 
 def _check_dataset_json(folder: Path) -> None:
     """BATsegError when the folder's dataset.json is unreadable or names other labels than BATseg's."""
-    from batseg.training.datasets import check_labels
+    from batseg.training.datasets import check_labels, read_json_object
 
     path = folder / "dataset.json"
     if not path.exists():
         return  # a plain imagesTr + labelsTr folder: the label values are checked case by case
-    try:
-        dataset_json = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BATsegError(f"{path} is not readable JSON ({' '.join(str(exc).split())}); fix or re-export the dataset") from None
-    if not isinstance(dataset_json, dict):
-        raise BATsegError(f"{path} must hold a JSON object")
-    check_labels(dataset_json.get("labels"), str(path))
+    check_labels(read_json_object(path).get("labels"), str(path))
 
 
 def check_candidates(candidates: Sequence[float]) -> None:

@@ -346,7 +346,7 @@ class Predictor:
         except (ImportError, RuntimeError):
             pass
 
-    def _predict_in_roi(
+    def predict_grid_in_roi(
         self, volume: np.ndarray, roi: np.ndarray, mapping: AxisMapping, spacing: Sequence[float], tta: bool,
         margin_mm: float, warnings: list[str],
     ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
@@ -395,7 +395,7 @@ class Predictor:
             if roi is None:
                 logits, field_grid, details = self.predict_grid(volume, tta)
             else:
-                logits, field_grid, details = self._predict_in_roi(
+                logits, field_grid, details = self.predict_grid_in_roi(
                     volume, roi, mapping, spacing, tta, crop_margin_mm, warnings)
             del volume
         if field and field_grid is not None:

@@ -97,10 +97,15 @@ def _read_dataset_json(folder: Path) -> dict[str, Any]:
         raise BATsegError(f"training data folder {folder} does not exist; give an nnU-Net raw dataset folder")
     if not path.is_file():
         raise BATsegError(f"{folder} has no dataset.json; give an nnU-Net raw dataset folder (dataset.json, imagesTr, labelsTr)")
+    return read_json_object(path)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A dataset.json's object; BATsegError (one line) when it is not readable JSON or not an object."""
     try:
         dataset_json = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BATsegError(f"{path} is not readable JSON ({exc}); fix or re-export the dataset") from None
+        raise BATsegError(f"{path} is not readable JSON ({' '.join(str(exc).split())}); fix or re-export the dataset") from None
     if not isinstance(dataset_json, dict):
         raise BATsegError(f"{path} must hold a JSON object")
     return dataset_json
