@@ -1,0 +1,83 @@
+"""A case's spinal cord: the user's mask file, or the cord locator's mask, and what follows from it.
+
+The cord mask serves three things: the cascade crop (the tumour network runs on a box around
+the cord, `canal_crop`), the lesion report's inside/outside-the-cord field, and the image-based
+contrast check (`batseg.cord_locator.contrast_check`). Where it comes from, in order: a mask the
+user gave (`--cord-masks`, e.g. from the Spinal Cord Toolbox), else the cord locator shipped with
+batseg (unless `--no-cord-locator`). A locator that finds no cord is said in a warning, and the
+case is then segmented whole.
+
+The contrast check speaks only where the scanner metadata is silent: a DICOM series or BIDS
+sidecar that names the contrast has already decided (`batseg.acquisition`), and a NIfTI file,
+which names none, is what the check is for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from batseg import acquisition
+from batseg.batch import cord_mask_path, read_cord_mask
+from batseg.io import Case
+
+NO_CORD_FOUND = ("the cord locator found no spinal cord in this scan, so the whole volume was segmented and "
+                 "inside or outside the cord is unknown; check that it is a sagittal spinal MRI")
+
+
+@dataclass
+class CaseCord:
+    """The cord mask of a case (None: none known), where it came from, and what the image says."""
+
+    mask: np.ndarray | None = None
+    source: str | None = None  # "file" or the locator's name and version
+    file: Path | None = None
+    contrast: dict[str, Any] | None = None  # {"fluid_to_cord_ratio": float | None, "looks_t2": bool}
+    warnings: list[str] = field(default_factory=list)
+
+    def report_fields(self) -> dict[str, Any]:
+        """What the lesion report records of the cord."""
+        return {"cord_mask_file": None if self.file is None else str(self.file), "cord_mask_source": self.source,
+                "contrast_check": self.contrast}
+
+
+def find_case_cord(case: Case, image: sitk.Image, cord_masks: Path | None, use_locator: bool,
+                   facts: acquisition.Acquisition) -> CaseCord:
+    """The case's cord (module docstring): the user's mask, else the locator's, else none."""
+    cord = CaseCord()
+    mask_path = cord_mask_path(case, cord_masks, single=True)
+    if mask_path is not None:
+        cord.mask, cord.source, cord.file = read_cord_mask(mask_path, image, case.name), "file", mask_path
+    elif use_locator:
+        from batseg.cord_locator.locate import locate_cord
+
+        located = locate_cord(image)
+        if located.found:
+            cord.mask, cord.source = located.mask, located.locator
+        else:
+            cord.warnings.append(NO_CORD_FOUND)
+    if cord_masks is not None and mask_path is None:
+        cord.warnings.append(f"no spinal cord mask for this case in {cord_masks}"
+                             + ("; the cord locator's was used" if cord.mask is not None else
+                                ": inside or outside the cord unknown"))
+    if cord.mask is not None:
+        _check_contrast(cord, image, facts)
+    return cord
+
+
+def _check_contrast(cord: CaseCord, image: sitk.Image, facts: acquisition.Acquisition) -> None:
+    """Record the fluid-to-cord ratio, and warn when it says T2 and the metadata says nothing."""
+    from batseg.cord_locator.contrast_check import check_contrast
+
+    volume = sitk.GetArrayViewFromImage(image)
+    result = check_contrast(volume, cord.mask, tuple(float(s) for s in reversed(image.GetSpacing())))
+    cord.contrast = {"fluid_to_cord_ratio": None if result.ratio is None else round(result.ratio, 3),
+                     "looks_t2": result.looks_t2}
+    if acquisition.weighting(facts) == acquisition.UNKNOWN and not acquisition.contrast_warning(facts):
+        message = result.warning()
+        if message:
+            cord.warnings.append(message)
