@@ -178,8 +178,8 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
-        for checkBox in (self.ui.ttaCheckBox, self.ui.postprocessCheckBox, self.ui.oneTypeCheckBox,
-                         self.ui.probabilityCheckBox):
+        for checkBox in (self.ui.ttaCheckBox, self.ui.postprocessCheckBox, self.ui.cropToCordCheckBox,
+                         self.ui.oneTypeCheckBox, self.ui.probabilityCheckBox):
             checkBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.exportFolderPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.reviewerLineEdit.connect("editingFinished()", self.updateParameterNodeFromGUI)
@@ -273,6 +273,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.setCurrentIndex(device_index(parameters.text("Device")))
             self.ui.ttaCheckBox.checked = parameters.flag("TTA")
             self.ui.postprocessCheckBox.checked = parameters.flag("Postprocess")
+            self.ui.cropToCordCheckBox.checked = parameters.flag("CropToCord")
             self.ui.oneTypeCheckBox.checked = parameters.flag("OneTypePerLesion")
             self.ui.probabilityCheckBox.checked = parameters.flag("Probabilities")
             self.ui.exportFolderPathLineEdit.currentPath = parameters.text("ExportFolder")
@@ -294,6 +295,7 @@ class BATsegSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters.set_text("Device", device_at(self.ui.deviceComboBox.currentIndex))
         parameters.set_flag("TTA", self.ui.ttaCheckBox.checked)
         parameters.set_flag("Postprocess", self.ui.postprocessCheckBox.checked)
+        parameters.set_flag("CropToCord", self.ui.cropToCordCheckBox.checked)
         parameters.set_flag("OneTypePerLesion", self.ui.oneTypeCheckBox.checked)
         parameters.set_flag("Probabilities", self.ui.probabilityCheckBox.checked)
         parameters.set_text("ExportFolder", self.ui.exportFolderPathLineEdit.currentPath)

@@ -27,6 +27,7 @@ class PredictOptions:
     device: str = "auto"
     tta: bool = False
     postprocess: bool = True
+    crop_to_cord: bool = True  # the cascade crop: the engine's default; False segments the whole volume
     one_type_per_lesion: bool = False
     save_probabilities: bool = False
 
@@ -44,6 +45,8 @@ def build_predict_command(python: str, input_path: str, output_dir: str, model_p
         command.append("--tta")
     if not options.postprocess:
         command.append("--no-postprocess")
+    if not options.crop_to_cord:
+        command.append("--no-crop")
     # Always explicit: the checkbox is the truth (it starts from the model's recommendation).
     command.append("--one-type-per-lesion" if options.one_type_per_lesion else "--no-one-type-per-lesion")
     if options.save_probabilities:

@@ -15,7 +15,7 @@ from batseg.postprocess_settings import recommended_one_type_per_lesion
 from BATsegSlicerLib.commands import DEVICES, PredictOptions
 
 MODULE_NAME = "BATsegSlicer"
-_FLAGS = {"TTA": False, "Postprocess": True, "OneTypePerLesion": False, "Probabilities": False}
+_FLAGS = {"TTA": False, "Postprocess": True, "CropToCord": True, "OneTypePerLesion": False, "Probabilities": False}
 _TEXTS = {"Model": "", "Device": "auto", "ExportFolder": "", "Reviewer": "", "ReplayData": ""}
 _DEFAULT_EPOCHS = 50
 
@@ -107,6 +107,7 @@ class Parameters:
         """The run options as the Logic takes them."""
         device = self.text("Device") if self.text("Device") in DEVICES else "auto"
         return PredictOptions(device=device, tta=self.flag("TTA"), postprocess=self.flag("Postprocess"),
+                              crop_to_cord=self.flag("CropToCord"),
                               one_type_per_lesion=self.flag("OneTypePerLesion"),
                               save_probabilities=self.flag("Probabilities"))
 

@@ -25,6 +25,18 @@ def test_ui_defines_every_widget_the_widget_code_uses():
     assert "not for clinical use" in ET.tostring(ui.getroot(), encoding="unicode")
 
 
+def test_option_checkboxes_start_as_the_parameter_nodes_defaults():
+    """The .ui's initial check states are those a new scene's parameter node gets (crop on, TTA off...)."""
+    ui = ET.parse(MODULE / "Resources" / "UI" / "BATsegSlicer.ui")
+    checked = {w.get("name"): w.findtext("property[@name='checked']/bool") for w in ui.iter("widget")
+               if w.get("class") == "QCheckBox"}
+    assert {name: checked[name] for name in ("ttaCheckBox", "postprocessCheckBox", "cropToCordCheckBox")} == {
+        "ttaCheckBox": "false", "postprocessCheckBox": "true", "cropToCordCheckBox": "true"}
+    crop = next(w for w in ui.iter("widget") if w.get("name") == "cropToCordCheckBox")
+    assert crop.findtext("property[@name='text']/string") == "Segment around the spinal cord only (faster)"
+    assert "whole volume" in crop.findtext("property[@name='toolTip']/string")
+
+
 def test_cmake_lists_every_logic_file():
     listed = set(re.findall(r"BATsegSlicerLib/\w+\.py", (MODULE / "CMakeLists.txt").read_text()))
     present = {f"BATsegSlicerLib/{p.name}" for p in (MODULE / "BATsegSlicerLib").glob("*.py")}

@@ -52,12 +52,35 @@ def test_original_training_data_folder_is_saved_with_the_scene(mrml):
         reloaded.Clear(1)
 
 
+def test_segmenting_around_the_cord_is_on_by_default_and_saved_with_the_scene(mrml):
+    parameters = Parameters(parameter_node(mrml.scene))
+    assert parameters.flag("CropToCord") and parameters.predict_options().crop_to_cord  # the engine's default
+    assert "--no-crop" not in commands.build_predict_command("py", "i", "o", "m", parameters.predict_options())
+    parameters.set_flag("CropToCord", False)  # the checkbox unchecked: segment the whole volume
+    assert parameters.predict_options() == PredictOptions(crop_to_cord=False)
+    mrml.scene.SetSaveToXMLString(1)
+    mrml.scene.Commit()
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.SetLoadFromXMLString(1)
+    reloaded.SetSceneXMLString(mrml.scene.GetSceneXMLString())
+    reloaded.Import()
+    try:
+        options = Parameters(parameter_node(reloaded)).predict_options()
+        assert options.crop_to_cord is False
+        assert commands.build_predict_command("py", "i", "o", "m", options)[-2:] == [
+            "--no-crop", "--no-one-type-per-lesion"]
+    finally:
+        reloaded.Clear(1)
+
+
 def test_predict_and_train_command_lines_follow_the_engine_contract():
-    options = PredictOptions(device="cpu", tta=True, postprocess=False, one_type_per_lesion=True,
+    options = PredictOptions(device="cpu", tta=True, postprocess=False, crop_to_cord=False, one_type_per_lesion=True,
                              save_probabilities=True)
     assert commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", options) == [
         "py", "-m", "batseg", "predict", "-i", "in.nii.gz", "-o", "out", "--model", "m.batseg", "--device", "cpu",
-        "--progress", "json", "--tta", "--no-postprocess", "--one-type-per-lesion", "--save-probabilities"]
+        "--progress", "json", "--tta", "--no-postprocess", "--no-crop", "--one-type-per-lesion",
+        "--save-probabilities"]
+    # Defaults add nothing but the explicit one-type choice: the crop around the cord is the engine's default.
     assert commands.build_predict_command("py", "i", "o", "m", PredictOptions())[-5:] == [
         "--device", "auto", "--progress", "json", "--no-one-type-per-lesion"]
     assert commands.build_train_command("py", "m.batseg", "data", "new.batseg", epochs=5) == [
@@ -77,14 +100,16 @@ def test_command_lines_are_accepted_by_the_engines_own_parser():
     from batseg.cli import build_parser
 
     parser = build_parser()
-    options = PredictOptions(device="cuda", tta=True, postprocess=False, one_type_per_lesion=True,
+    options = PredictOptions(device="cuda", tta=True, postprocess=False, crop_to_cord=False, one_type_per_lesion=True,
                              save_probabilities=True)
     predict = parser.parse_args(commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", options)[3:])
     assert (predict.command, predict.output, predict.model, predict.device, predict.progress) == (
         "predict", "out", "m.batseg", "cuda", "json")
     assert predict.tta and predict.no_postprocess and predict.one_type_per_lesion and predict.save_probabilities
+    assert predict.no_crop
     plain = parser.parse_args(commands.build_predict_command("py", "in.nii.gz", "out", "m.batseg", PredictOptions())[3:])
     assert plain.one_type_per_lesion is False  # explicit, so the model's own choice does not override the panel
+    assert plain.no_crop is False  # the crop around the cord: the engine's default
     train = parser.parse_args(commands.build_train_command("py", "m.batseg", "data", "new.batseg", 3, "cpu")[3:])
     assert (train.command, str(train.finetune_from), str(train.data), str(train.output), train.epochs,
             train.device, train.progress) == ("train", "m.batseg", "data", "new.batseg", 3, "cpu", "json")
