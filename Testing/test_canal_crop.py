@@ -125,10 +125,10 @@ def test_an_empty_cord_mask_segments_the_whole_volume_with_a_warning(phantom_wit
     assert any("cord mask is empty" in w for w in result.warnings)
 
 
-def test_crop_to_cord_needs_cord_masks_and_a_sane_margin(tmp_path) -> None:
+def test_crop_to_cord_needs_a_sane_margin(tmp_path) -> None:
     image = tmp_path / "case.nii.gz"
     sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkInt16), str(image))
-    for extra, says in ((["--crop-to-cord"], "needs --cord-masks"),
-                        (["--cord-masks", str(image), "--crop-to-cord", "-3"], "zero or positive")):
+    for extra, says in ((["--crop-to-cord", "-3"], "zero or positive"),
+                        (["--cord-masks", str(image), "--crop-to-cord", "nan"], "zero or positive")):
         done = run_cli("predict", "-i", str(image), "-o", str(tmp_path / "out"), *extra)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr

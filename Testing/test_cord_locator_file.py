@@ -162,8 +162,9 @@ def test_planes_are_resampled_to_the_locator_spacing() -> None:
 
 
 def test_padding_to_the_network_multiple() -> None:
-    padded, size = pad_to_multiple(np.ones((2, 33, 48), np.float32))
-    assert padded.shape == (2, 48, 48) and size == (33, 48) and padded[:, 33:].sum() == 0
+    padded, size = pad_to_multiple(np.ones((2, 33, 80), np.float32))
+    assert padded.shape == (2, 64, 80) and size == (33, 80) and padded[:, 33:].sum() == 0
+    assert pad_to_multiple(np.ones((1, 100, 5), np.float32))[0].shape == (1, 112, 64)
 
 
 def _cord_phantom(fluid: float, cord: float = 100.0) -> tuple[np.ndarray, np.ndarray]:

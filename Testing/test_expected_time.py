@@ -21,21 +21,23 @@ def _warm_median(name: str) -> float:
 
 @pytest.mark.parametrize("topology", sorted(MEASURED_CPU_SECONDS))
 def test_the_figures_are_the_committed_benchmarks(topology: str) -> None:
-    whole, cropped = MEASURED_CPU_SECONDS[topology]
-    assert whole == pytest.approx(_warm_median(topology), abs=0.5)
-    if cropped is not None:
-        assert cropped == pytest.approx(_warm_median(f"{topology}_crop"), abs=0.5)
+    cascade, whole = MEASURED_CPU_SECONDS[topology]
+    assert cascade == pytest.approx(_warm_median(topology), abs=0.5)
+    assert whole == pytest.approx(_warm_median(f"{topology}_whole"), abs=0.5)
 
 
-def test_the_benchmark_files_say_what_they_timed() -> None:
-    crop = json.loads((FIGURES / BENCHMARK_FILES["paper_crop"]).read_text())
-    assert crop["crop_to_cord_mm"] == 25.0 and crop["threads"] == 2 and "paper" in crop["model"]
-    assert json.loads((FIGURES / BENCHMARK_FILES["paper"]).read_text()).get("crop_to_cord_mm") is None
+@pytest.mark.parametrize("topology", sorted(MEASURED_CPU_SECONDS))
+def test_the_benchmark_files_say_what_they_timed(topology: str) -> None:
+    cascade = json.loads((FIGURES / BENCHMARK_FILES[topology]).read_text())
+    assert cascade["crop_to_cord_mm"] == 25.0 and cascade["cord_source"] == "locator" and cascade["threads"] == 2
+    assert topology in cascade["model"] or (topology == "light" and "light" in cascade["model"])
+    whole = json.loads((FIGURES / BENCHMARK_FILES[f"{topology}_whole"]).read_text())
+    assert whole.get("crop_to_cord_mm") is None and whole["threads"] == 2
 
 
-def test_the_text_names_the_time_and_the_crop() -> None:
+def test_the_text_names_both_times() -> None:
     paper = expected_text({"architecture": {"topology": "paper"}})
-    assert paper.startswith("About ") and "--crop-to-cord" in paper and paper.endswith("faster on a GPU.")
-    assert "crop" not in expected_text({"architecture": {"topology": "light"}})
+    assert paper.startswith("About ") and "around the spinal cord" in paper and "whole volume" in paper
+    assert paper.endswith("faster on a GPU.")
     assert expected_text({"architecture": {"topology": "custom"}}) == ""
     assert expected_text({}) == ""

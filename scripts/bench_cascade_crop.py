@@ -2,14 +2,16 @@
 
 For a folder of cases with ground truth and spinal cord masks (an nnU-Net raw data set with a
 cordTr folder, as `batseg phantom` and scripts/make_real_insertions.py write), runs `batseg
-predict` twice, as a user would: on the whole volume, and with `--cord-masks cordTr
---crop-to-cord MARGIN` (batseg/inference/canal_crop.py); scores both against the truth with
+predict` twice, as a user would: on the whole volume (`--no-crop --no-cord-locator`), and with the
+cascade crop `--crop-to-cord MARGIN` (batseg/inference/canal_crop.py) around the cord that batseg's
+cord locator finds (`--cord-source locator`, the default, as `batseg predict` does by default) or
+around the data set's own cord masks (`--cord-source mask`: `--cord-masks cordTr`); scores both against the truth with
 `batseg evaluate`; and compares them with each other: per-class Dice between the two label maps
 (pooled over the cases), and whether every lesion of the whole-volume prediction that matches a
 true lesion is kept by the crop. Prints one Markdown table and writes OUT/cascade_crop.json.
 
     python scripts/bench_cascade_crop.py --data WORK_DIR/test/Dataset502_BATsegPhantomsTest \\
-        --out WORK_DIR/crop_eval [--model MODEL.batseg] [--margin 25] [--threads 2]
+        --out WORK_DIR/crop_eval [--model MODEL.batseg] [--margin 25] [--threads 2] [--cord-source locator|mask]
 
 Timing is the wall time of each `batseg predict` over the whole folder (one process each, the
 ONNX cache warmed first), so the ratio is measured in the same run on the same machine.
@@ -46,13 +48,15 @@ def batseg(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def predict(data: Path, out: Path, model: str | None, threads: int, crop: float | None) -> float:
+def predict(data: Path, out: Path, model: str | None, threads: int, crop: float | None, cord_source: str) -> float:
     args = ["predict", "-i", str(data / "imagesTr"), "-o", str(out), "--device", "cpu", "--threads", str(threads),
             "--overwrite", "--progress", "quiet"]
     if model:
         args += ["--model", model]
-    if crop is not None:
-        args += ["--cord-masks", str(data / "cordTr"), "--crop-to-cord", f"{crop:g}"]
+    if crop is None:
+        args += ["--no-crop", "--no-cord-locator"]
+    else:
+        args += ["--crop-to-cord", f"{crop:g}"] + (["--cord-masks", str(data / "cordTr")] if cord_source == "mask" else [])
     return batseg(*args)
 
 
@@ -110,7 +114,7 @@ def pct(value: float | None) -> str:
 def table(result: dict[str, Any]) -> str:
     whole, crop, agree = result["whole"], result["crop"], result["agreement"]
     rows = [
-        f"| figure | whole volume | crop (margin {result['margin_mm']:g} mm) |",
+        f"| figure | whole volume | crop (margin {result['margin_mm']:g} mm, cord from the {result['cord_source']}) |",
         "|---|---|---|",
         f"| wall time, {agree['cases']} cases (s) | {result['seconds_whole']:.1f} | {result['seconds_crop']:.1f} |",
         f"| mean Dice vs truth (%) | {pct(whole['mean_dice'])} | {pct(crop['mean_dice'])} |",
@@ -137,18 +141,21 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model file or name (default: the shipped model)")
     parser.add_argument("--margin", type=float, default=25.0, help="crop margin in mm (default 25)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cord-source", choices=("locator", "mask"), default="locator",
+                        help="the crop's cord: batseg's cord locator (default) or the data set's cordTr masks")
     args = parser.parse_args()
-    for sub in ("imagesTr", "labelsTr", "cordTr"):
+    for sub in ("imagesTr", "labelsTr") + (("cordTr",) if args.cord_source == "mask" else ()):
         if not (args.data / sub).is_dir():
             sys.exit(f"{args.data / sub} is missing: give an nnU-Net raw data set with cord masks (cordTr)")
     args.out.mkdir(parents=True, exist_ok=True)
     first = next(iter(sorted((args.data / "imagesTr").glob("*.nii.gz"))))
     batseg("predict", "-i", str(first), "-o", str(args.out / "warm-up"), "--overwrite", "--progress", "quiet",
            *(["--model", args.model] if args.model else []))  # fills the ONNX cache outside the timings
-    seconds_whole = predict(args.data, args.out / "whole", args.model, args.threads, None)
-    seconds_crop = predict(args.data, args.out / "crop", args.model, args.threads, args.margin)
+    seconds_whole = predict(args.data, args.out / "whole", args.model, args.threads, None, args.cord_source)
+    seconds_crop = predict(args.data, args.out / "crop", args.model, args.threads, args.margin, args.cord_source)
     result = {
         "data": args.data.name, "model": args.model or "shipped default", "margin_mm": args.margin,
+        "cord_source": args.cord_source,
         "threads": args.threads, "seconds_whole": seconds_whole, "seconds_crop": seconds_crop,
         "whole": evaluate(args.out / "whole", args.data / "labelsTr", args.out / "eval_whole.json"),
         "crop": evaluate(args.out / "crop", args.data / "labelsTr", args.out / "eval_crop.json"),

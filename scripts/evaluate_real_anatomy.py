@@ -34,9 +34,12 @@ def _batseg(*args: str) -> None:
         sys.exit(f"batseg {args[0]} failed: {result.stderr.strip()}")
 
 
+PREDICT_ARGS: list[str] = []  # --predict-args, e.g. "--no-crop --no-cord-locator" for the whole-volume path
+
+
 def _predict(model: Path, images: Path, out: Path) -> None:
     _batseg("predict", "-i", str(images), "-o", str(out), "--model", str(model), "--device", "cpu",
-            "--overwrite", "--progress", "quiet")
+            "--overwrite", "--progress", "quiet", *PREDICT_ARGS)
 
 
 def insertion_figures(model: Path, dataset: Path, out: Path) -> dict[str, Any]:
@@ -101,6 +104,8 @@ def unaltered_figures(model: Path, folder: Path, out: Path) -> dict[str, Any]:
             found.setdefault(name, {})[kind] = {
                 "lesions": data["lesion_count"],
                 "volumes_mm3": [round(l.get("volume_mm3", 0.0), 1) for l in data["lesions"]],
+                "contrast_warning": any("T2" in w for w in data.get("warnings", [])),
+                "fluid_to_cord_ratio": (data.get("contrast_check") or {}).get("fluid_to_cord_ratio"),
                 "warnings": data.get("warnings", [])}
     return found
 
@@ -121,10 +126,12 @@ def markdown(model: Path, insert: dict[str, Any], unaltered: dict[str, Any]) -> 
     for background, b in s["by_background"].items():
         lines.append(f"| {background}: detected / >= 0.5 cm3 detected / typed right | "
                      f"{_pct(b['detected'])} / {_pct(b['large_detected'])} / {_pct(b['large_type_accuracy'])} |")
-    lines += ["", "| unaltered real scan | lesions as distributed | lesions resliced |", "|---|---|---|"]
+    lines += ["", "| unaltered real scan | lesions as distributed | lesions resliced | T2 warning (distributed / resliced) |",
+              "|---|---|---|---|"]
     for name, kinds in unaltered.items():
         cells = [str(kinds.get(k, {}).get("lesions", "n/a")) for k in ("distributed", "resliced")]
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        warned = " / ".join("yes" if kinds.get(k, {}).get("contrast_warning") else "no" for k in ("distributed", "resliced"))
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {warned} |")
     return "\n".join(lines)
 
 
@@ -133,7 +140,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--predict-args", default="",
+                        help='extra `batseg predict` options, e.g. "--no-crop --no-cord-locator" (the whole volume)')
     args = parser.parse_args()
+    PREDICT_ARGS.extend(args.predict_args.split())
     args.out.mkdir(parents=True, exist_ok=True)
     insert = insertion_figures(args.model, args.data / "real_test" / "Dataset512_BATsegRealInsertTest", args.out)
     unaltered = unaltered_figures(args.model, args.data / "real_unaltered", args.out)

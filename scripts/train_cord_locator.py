@@ -11,7 +11,8 @@ the subjects no tumour-model training split contains) are dropped from the train
 the scores on them are on anatomy the locator never saw. Per test case: Dice of the located cord
 with the manual (or phantom) cord mask, and the share of the true cord inside the crop box the
 tumour network would use (located cord's bounding box grown by the crop margin): the figure that
-matters for the cascade, since cord outside the box is tissue the tumour network never sees.
+matters for the cascade, since cord outside the box is tissue the tumour network never sees; and
+whether the mask is trusted (long enough, `LocatedCord.plausible`: an untrusted one is not cropped to).
 """
 
 from __future__ import annotations
@@ -59,13 +60,15 @@ def score(folder: Path, locator: Path) -> list[dict]:
         image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(cord_path))) > 0.5
         start = time.monotonic()
-        found = locate_cord(image, locator).mask
+        located = locate_cord(image, locator)
+        found = located.mask
         seconds = time.monotonic() - start
         denominator = found.sum() + truth.sum()
         dice = float(2 * (found & truth).sum() / denominator) if denominator else 1.0
         spacing = tuple(float(s) for s in reversed(image.GetSpacing()))
         rows.append({"case": name, "folder": folder.name, "dice": dice, "box_coverage": box_coverage(found, truth, spacing),
-                     "seconds": seconds, "found_voxels": int(found.sum()), "true_voxels": int(truth.sum())})
+                     "seconds": seconds, "found_voxels": int(found.sum()), "true_voxels": int(truth.sum()),
+                     "length_share": located.length_share, "trusted": located.plausible})
     return rows
 
 
@@ -103,6 +106,8 @@ def main() -> int:
                            "box_coverage_min": float(min(r["box_coverage"] for r in part)),
                            "box_coverage_mean": float(np.mean([r["box_coverage"] for r in part])),
                            "no_cord_found": sum(r["found_voxels"] == 0 for r in part),
+                           "trusted": sum(r["trusted"] for r in part),
+                           "box_coverage_min_trusted": min((r["box_coverage"] for r in part if r["trusted"]), default=None),
                            "seconds_mean": float(np.mean([r["seconds"] for r in part]))}
         print(folder, json.dumps(summary[folder]), flush=True)
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,8 @@ class Settings:
     backend: str = "auto"
     tile: str = "auto"
     untrained_output: str = "random"  # or "background" (see the module docstring)
-    crop_to_cord: float | None = None  # BATseg runs with the phantom's cord mask and --crop-to-cord MARGIN
+    crop_to_cord: float | None = None  # BATseg runs with --crop-to-cord MARGIN (None: --no-crop, whole volume)
+    cord_source: str = "locator"  # with crop_to_cord: the cord locator's mask, or "mask": the phantom's cord mask
 
 
 @dataclass
@@ -162,8 +163,8 @@ def benchmark_volume(folder: Path, settings: Settings) -> tuple[Path, str]:
     try:
         image, cord, description = phantom_case(settings.size, settings.spacing)
     except ImportError:
-        if settings.crop_to_cord is not None:
-            raise BATsegError("--crop-to-cord needs the phantom's cord mask: install batseg with its phantoms") from None
+        if settings.crop_to_cord is not None and settings.cord_source == "mask":
+            raise BATsegError("--cord-source mask needs the phantom's cord mask: install batseg with its phantoms") from None
         image, cord = synthetic_volume(settings.size, settings.spacing), None
         description = "smooth random volume with a body-shaped mask (batseg.phantoms is not installed)"
     path = folder / "benchmark_case.nii.gz"
@@ -258,8 +259,12 @@ def batseg_command(volume: Path, out: Path, model: Path, settings: Settings) -> 
     ]
     if settings.threads:
         command += ["--threads", str(settings.threads)]
-    if settings.crop_to_cord is not None:
-        command += ["--cord-masks", str(volume.parent / CORD_MASK_NAME), "--crop-to-cord", f"{settings.crop_to_cord:g}"]
+    if settings.crop_to_cord is None:
+        command += ["--no-crop", "--no-cord-locator"]  # the whole volume, as nnU-Net's predictor does
+    else:
+        command += ["--crop-to-cord", f"{settings.crop_to_cord:g}"]
+        if settings.cord_source == "mask":
+            command += ["--cord-masks", str(volume.parent / CORD_MASK_NAME)]
     return command
 
 
@@ -331,8 +336,11 @@ def _crop_line(summary: dict[str, Any]) -> list[str]:
     margin = summary.get("crop_to_cord_mm")
     if margin is None:
         return []
-    return [f"crop:    BATseg gets the phantom's cord mask and segments a box around it (margin {margin:g} mm; "
-            "the mask's own cost is not timed); nnU-Net predicts the whole volume"]
+    if summary.get("cord_source") == "mask":
+        return [f"crop:    BATseg gets the phantom's cord mask and segments a box around it (margin {margin:g} mm; "
+                "the mask's own cost is not timed); nnU-Net predicts the whole volume"]
+    return [f"crop:    BATseg finds the cord with its cord locator (timed) and segments a box around it (margin "
+            f"{margin:g} mm); nnU-Net predicts the whole volume"]
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -400,6 +408,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None]) -> dict[str, A
         "backend": settings.backend,
         "tile": settings.tile,
         "crop_to_cord_mm": settings.crop_to_cord,
+        "cord_source": settings.cord_source if settings.crop_to_cord is not None else None,
         "rows": rows,
         "speedup": speedup,
         "speedup_same_tile": speedup_same_tile,

@@ -38,8 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile", default="auto", help="BATseg tile: auto, patch or Z,Y,X (default auto)")
     parser.add_argument(
         "--crop-to-cord", nargs="?", type=float, const=25.0, default=None, metavar="MARGIN_MM",
-        help="BATseg runs with the phantom's spinal cord mask and `predict --crop-to-cord MARGIN_MM` (the cascade "
-        "crop; default margin 25); nnU-Net still predicts the whole volume, as its predictor does",
+        help="BATseg runs as `predict --crop-to-cord MARGIN_MM` does by default (the cascade crop around the cord, "
+        "margin 25); without it, BATseg segments the whole volume (--no-crop); nnU-Net always predicts the whole "
+        "volume, as its predictor does",
+    )
+    parser.add_argument(
+        "--cord-source", choices=("locator", "mask"), default="locator",
+        help="with --crop-to-cord: the cord from batseg's cord locator (default, as predict does) or the phantom's "
+        "own cord mask (--cord-masks)",
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, topology=args.topology, device=args.device, size=tuple(args.size),
         spacing=tuple(args.spacing), repeats=args.repeats, skip_nnunet=args.skip_nnunet, threads=args.threads,
         backend=args.backend, tile=args.tile, untrained_output=args.untrained_output, crop_to_cord=args.crop_to_cord,
+        cord_source=args.cord_source,
     )
     summary = run_benchmark(settings, progress.log)
     print(format_table(summary), flush=True)

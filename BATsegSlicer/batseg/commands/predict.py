@@ -107,13 +107,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cord-masks", metavar="PATH",
         help="spinal cord mask(s) on the scans' grids (a file for one case, or a folder of CASE.nii.gz or "
-        "CASE_seg.nii.gz): the report then says whether each lesion lies inside or outside the cord",
+        "CASE_seg.nii.gz, e.g. from the Spinal Cord Toolbox's sct_deepseg_sc), used instead of the cord locator's",
     )
     parser.add_argument(
-        "--crop-to-cord", nargs="?", type=float, const=DEFAULT_CROP_MARGIN_MM, default=None, metavar="MARGIN_MM",
-        help="with --cord-masks: run the network only on a box around the cord mask grown by MARGIN_MM "
-        f"(default {DEFAULT_CROP_MARGIN_MM:g}), widened where a lesion reaches its border (the cascade crop; "
-        "faster for large networks)",
+        "--crop-to-cord", nargs="?", type=float, const=DEFAULT_CROP_MARGIN_MM, default=DEFAULT_CROP_MARGIN_MM,
+        metavar="MARGIN_MM",
+        help="run the tumour network only on a box around the spinal cord grown by MARGIN_MM (default "
+        f"{DEFAULT_CROP_MARGIN_MM:g}), widened where a lesion reaches its border: the cascade crop, on by default",
+    )
+    parser.add_argument(
+        "--no-crop", action="store_true",
+        help="segment the whole volume instead of a box around the spinal cord",
+    )
+    parser.add_argument(
+        "--no-cord-locator", action="store_true",
+        help="do not look for the spinal cord with batseg's cord locator (then no crop without --cord-masks, no "
+        "inside/outside-the-cord field and no image-based contrast check)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
@@ -135,11 +144,11 @@ def options_from(args: argparse.Namespace):
     check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
     from batseg.batch import check_cord_masks
 
-    crop = getattr(args, "crop_to_cord", None)
-    if crop is not None and (not math.isfinite(crop) or crop < 0):
+    crop = getattr(args, "crop_to_cord", DEFAULT_CROP_MARGIN_MM)
+    if not math.isfinite(crop) or crop < 0:
         raise BATsegError(f"--crop-to-cord {crop:g}: give a margin in mm, zero or positive (default {DEFAULT_CROP_MARGIN_MM:g})")
-    if crop is not None and getattr(args, "cord_masks", None) is None:
-        raise BATsegError("--crop-to-cord needs --cord-masks: the crop is a box around each case's spinal cord mask")
+    if getattr(args, "no_crop", False):
+        crop = None
     return PredictOptions(
         tta=args.tta,
         postprocess=not args.no_postprocess,
@@ -154,6 +163,7 @@ def options_from(args: argparse.Namespace):
         resume=getattr(args, "resume", False),
         cord_masks=check_cord_masks(getattr(args, "cord_masks", None)),
         crop_margin_mm=crop,
+        cord_locator=not getattr(args, "no_cord_locator", False),
         min_volume_from="option" if args.min_volume is not None else "default",
         one_type_from="option" if args.one_type_per_lesion is not None else "default",
     )

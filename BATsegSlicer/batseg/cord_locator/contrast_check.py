@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 SHELL_MM = (1.0, 3.5)  # from, to: distance from the cord mask's surface
-T2_RATIO = 1.3
+T2_RATIO = 1.35
 MIN_CORD_VOXELS = 20
 
 

@@ -4,8 +4,13 @@ The mask is the locator's cord probability above one half, brought back to the s
 (linear interpolation of the probability, then the threshold), keeping the largest connected
 component and any other component of at least `KEEP_SHARE` of its size (a cord cut in two by a
 tilted field of view, or by a lesion the locator did not call cord, is still one cord; small
-islands elsewhere are not). An empty mask means no cord was found: callers then segment the
-whole volume and say so.
+islands elsewhere are not).
+
+A mask is trusted (`plausible`) only when it runs along at least `MIN_LENGTH_SHARE` of the scan's
+head-foot extent: on a sagittal spine scan the cord crosses nearly the whole field of view, and a
+locator that finds only a short piece has not understood the scan (an unfamiliar contrast, a
+field of view below the conus). Callers then segment the whole volume and say so, rather than crop
+to a box that may miss the canal.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from batseg.cord_locator.locator_file import LOCATOR_SUFFIX, load_locator
+from batseg.cord_locator.locator_file import LOCATOR_SUFFIX, load_locator, read_locator
 from batseg.cord_locator.planes import from_planes_array, image_planes, pad_to_multiple
 from batseg.resources import shipped_dir
 
 LOCATOR_NAME = "cord-locator-synthetic-0.1.0"
 KEEP_SHARE = 0.1
+MIN_LENGTH_SHARE = 0.6
 # Overrides the shipped locator file (tests, or a retrained locator).
 LOCATOR_ENV = "BATSEG_CORD_LOCATOR"
 
@@ -42,15 +48,30 @@ class LocatedCord:
 
     mask: np.ndarray  # bool, the scan's (z, y, x) array grid
     locator: str  # the locator's name and version, for reports
+    length_share: float  # the mask's head-foot extent over the scan's
 
     @property
     def found(self) -> bool:
         return bool(self.mask.any())
 
+    @property
+    def plausible(self) -> bool:
+        return self.found and self.length_share >= MIN_LENGTH_SHARE
+
 
 @lru_cache(maxsize=2)
-def _cached(path: str) -> tuple[Any, dict[str, Any]]:
+def cached_locator(path: str) -> tuple[Any, dict[str, Any]]:
+    """The torch network and manifest of a locator file, loaded once per process."""
     return load_locator(path)
+
+
+@lru_cache(maxsize=2)
+def _cached_runner(path: str) -> tuple[Any, dict[str, Any]]:
+    """(an ONNX Runtime session or None, the verified manifest) of a locator file."""
+    from batseg.cord_locator.onnx_runner import onnx_session
+
+    manifest, _ = read_locator(path)
+    return onnx_session(Path(path), manifest), manifest
 
 
 def keep_cord_components(mask: np.ndarray) -> np.ndarray:
@@ -78,9 +99,22 @@ def cord_probability_pir(network: Any, planes: np.ndarray) -> np.ndarray:
 def locate_cord(image: sitk.Image, path: str | os.PathLike[str] | None = None) -> LocatedCord:
     """The spinal cord mask of `image` on its own array grid (module docstring)."""
     path = Path(path) if path is not None else shipped_locator_path()
-    network, manifest = _cached(str(path.resolve()))
+    session, manifest = _cached_runner(str(path.resolve()))
     planes = image_planes(image)
-    prob = cord_probability_pir(network, planes.planes)
+    if session is not None:
+        from batseg.cord_locator.onnx_runner import cord_probability_onnx
+
+        padded, (rows, cols) = pad_to_multiple(planes.planes)
+        prob = cord_probability_onnx(session, padded)[:, :rows, :cols]
+    else:
+        prob = cord_probability_pir(cached_locator(str(path.resolve()))[0], planes.planes)
     mask_pir = keep_cord_components(from_planes_array(prob, planes.model_shape) > 0.5)
     mask = np.ascontiguousarray(planes.mapping.to_input(mask_pir))
-    return LocatedCord(mask, f"{manifest.get('name', LOCATOR_NAME)} {manifest.get('version', '')}".strip())
+    name = f"{manifest.get('name', LOCATOR_NAME)} {manifest.get('version', '')}".strip()
+    return LocatedCord(mask, name, length_share(mask_pir))
+
+
+def length_share(mask_pir: np.ndarray) -> float:
+    """The share of the PIR grid's head-foot rows (axis 1) between the mask's first and last row."""
+    rows = np.flatnonzero(mask_pir.any(axis=(0, 2)))
+    return 0.0 if rows.size == 0 else float(rows[-1] - rows[0] + 1) / mask_pir.shape[1]

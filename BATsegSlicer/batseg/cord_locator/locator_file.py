@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from batseg.atomic_files import write_atomically
-from batseg.cord_locator.network import ARCHITECTURE, build_locator
+from batseg.cord_locator.network import ARCHITECTURE
 from batseg.cord_locator.planes import PLANE_SPACING_MM
 from batseg.errors import ModelFileError
 from batseg.model_file import MANIFEST_MEMBER, MAX_MANIFEST_BYTES, WEIGHTS_MEMBER, sha256_bytes, unique_tensors
@@ -85,6 +85,8 @@ def load_locator(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load
+
+    from batseg.cord_locator.network import build_locator
 
     manifest, weights = read_locator(path)
     name = Path(path).name

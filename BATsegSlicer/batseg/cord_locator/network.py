@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import nn
+# torch is imported inside the functions: the locator file's checks and the ONNX path need
+# ARCHITECTURE without paying for loading torch (about 2 s).
 
 ARCHITECTURE: dict[str, Any] = {
     "n_stages": 5,
@@ -23,9 +23,10 @@ ARCHITECTURE: dict[str, Any] = {
 NUM_CLASSES = 2  # background, cord
 
 
-def build_locator(architecture: dict[str, Any] | None = None) -> nn.Module:
+def build_locator(architecture: dict[str, Any] | None = None) -> Any:
     """The PlainConvUNet of `architecture` (default ARCHITECTURE), 1 input channel, 2 outputs."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from torch import nn
 
     arch = dict(ARCHITECTURE if architecture is None else architecture)
     return PlainConvUNet(
@@ -47,8 +48,10 @@ def build_locator(architecture: dict[str, Any] | None = None) -> nn.Module:
     )
 
 
-def cord_probability(network: nn.Module, planes: torch.Tensor, batch: int = 8) -> torch.Tensor:
-    """Softmax probability of the cord for planes (n, rows, cols), in batches, without gradients."""
+def cord_probability(network: Any, planes: Any, batch: int = 8) -> Any:
+    """Softmax probability of the cord for planes (n, rows, cols, a torch tensor), in batches, without gradients."""
+    import torch
+
     out = []
     with torch.inference_mode():
         for start in range(0, planes.shape[0], batch):

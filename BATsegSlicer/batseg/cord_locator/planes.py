@@ -22,8 +22,10 @@ from scipy import ndimage
 from batseg.inference.orientation import MODEL_ORIENTATION, AxisMapping, axis_mapping, direction_matrix
 
 PLANE_SPACING_MM = 1.5
-# The network halves the planes four times: sizes are padded to a multiple of this.
+# The network halves the planes four times: sizes are padded to a multiple of this, and to at
+# least MIN_SIZE (instance norm needs more than one element at the bottleneck).
 SIZE_MULTIPLE = 16
+MIN_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,9 @@ def mask_planes(mask: np.ndarray, planes: Planes) -> np.ndarray:
 
 
 def pad_to_multiple(batch: np.ndarray, multiple: int = SIZE_MULTIPLE) -> tuple[np.ndarray, tuple[int, int]]:
-    """Zero-pad the last two axes up to a multiple; returns the padded array and the original size."""
+    """Zero-pad the last two axes up to a multiple (and MIN_SIZE); returns the padded array and the original size."""
     rows, cols = batch.shape[-2:]
-    pad_r, pad_c = (-rows) % multiple, (-cols) % multiple
+    pad_r, pad_c = max((-rows) % multiple, MIN_SIZE - rows), max((-cols) % multiple, MIN_SIZE - cols)
     if pad_r or pad_c:
         batch = np.pad(batch, [(0, 0)] * (batch.ndim - 2) + [(0, pad_r), (0, pad_c)], mode="constant")
     return batch, (rows, cols)

@@ -6,7 +6,8 @@ and kept in memory (a few hundred scans at 1.5 mm are a few hundred MB). Batches
 crops of planes, three in four centred near the cord, one anywhere (so the network also learns
 to say "no cord" on lateral slices and far from the spine), with augmentation on the batch:
 scaling 0.8-1.25 and rotation up to 15 degrees (torch grid_sample), a smooth multiplicative
-bias field, gamma 0.7-1.5, Gaussian noise and blur. Loss: cross-entropy + soft Dice on the cord.
+bias field, gamma 0.7-1.5, a random contrast curve for half the patches (`random_contrast`),
+Gaussian noise and blur, and a tight field of view for a quarter (`tight_field_of_view`). Loss: cross-entropy + soft Dice on the cord.
 Adam with a polynomial learning-rate decay, as nnU-Net decays SGD's.
 """
 
@@ -29,6 +30,9 @@ from batseg.cord_locator.planes import image_planes, mask_planes
 
 PATCH = (128, 128)
 NEAR_CORD_SHARE = 0.75
+RANDOM_CONTRAST_SHARE = 0.5
+CONTRAST_KNOTS = 7
+TIGHT_FOV_SHARE = 0.25
 
 
 @dataclass
@@ -111,11 +115,42 @@ def augment(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
     hi = images.amax(dim=(2, 3), keepdim=True)
     unit = (images - lo) / (hi - lo).clamp_min(1e-6)
     gamma = torch.tensor(np.exp(rng.uniform(math.log(0.7), math.log(1.5), (b, 1, 1, 1))), dtype=torch.float32)
-    images = unit.pow(gamma)
+    images = random_contrast(unit.pow(gamma), rng)
     images = (images - images.mean(dim=(2, 3), keepdim=True)) / images.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     if rng.random() < 0.3:
         images = F.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
     images = images + torch.randn_like(images) * torch.tensor(rng.uniform(0, 0.15, (b, 1, 1, 1)), dtype=torch.float32)
+    return tight_field_of_view(images, labels, rng)
+
+
+def random_contrast(images: torch.Tensor, rng: np.random.Generator, share: float = RANDOM_CONTRAST_SHARE) -> torch.Tensor:
+    """For `share` of the images, intensities mapped through a random piecewise-linear curve over
+    their quantiles (not necessarily monotone): SynthSeg's lesson that a network shown arbitrary
+    tissue contrasts learns shape and position. Why here: the training scans are T2 (some made
+    T1-like around the cord) and phantoms; real T1, with bright fat and marrow, is almost absent."""
+    out = images.clone()
+    for i in range(images.shape[0]):
+        if rng.random() >= share:
+            continue
+        values = images[i].numpy()
+        knots = np.quantile(values, np.linspace(0, 1, CONTRAST_KNOTS))
+        out[i] = torch.from_numpy(np.interp(values, knots, rng.uniform(0, 1, CONTRAST_KNOTS)).astype(np.float32))
+    return out
+
+
+def tight_field_of_view(images: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
+                        share: float = TIGHT_FOV_SHARE) -> tuple[torch.Tensor, torch.Tensor]:
+    """For `share` of the images, everything outside a random window of 30-100 % of each side set to
+    zero (the padding value at inference), labels too: real scans can be tight crops around the cord."""
+    for i in range(images.shape[0]):
+        if rng.random() >= share:
+            continue
+        size = [int(n * rng.uniform(0.3, 1.0)) for n in images.shape[-2:]]
+        top, left = (int(rng.integers(0, n - m + 1)) for n, m in zip(images.shape[-2:], size))
+        keep = torch.zeros(images.shape[-2:], dtype=torch.bool)
+        keep[top : top + size[0], left : left + size[1]] = True
+        images[i, :, ~keep] = 0.0
+        labels[i, :, ~keep] = 0.0
     return images, labels
 
 

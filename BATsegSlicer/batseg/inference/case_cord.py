@@ -4,8 +4,8 @@ The cord mask serves three things: the cascade crop (the tumour network runs on 
 the cord, `canal_crop`), the lesion report's inside/outside-the-cord field, and the image-based
 contrast check (`batseg.cord_locator.contrast_check`). Where it comes from, in order: a mask the
 user gave (`--cord-masks`, e.g. from the Spinal Cord Toolbox), else the cord locator shipped with
-batseg (unless `--no-cord-locator`). A locator that finds no cord is said in a warning, and the
-case is then segmented whole.
+batseg (unless `--no-cord-locator`). A locator that finds no cord, or one too short to trust
+(`LocatedCord.plausible`), is said in a warning, and the case is then segmented whole.
 
 The contrast check speaks only where the scanner metadata is silent: a DICOM series or BIDS
 sidecar that names the contrast has already decided (`batseg.acquisition`), and a NIfTI file,
@@ -27,6 +27,8 @@ from batseg.io import Case
 
 NO_CORD_FOUND = ("the cord locator found no spinal cord in this scan, so the whole volume was segmented and "
                  "inside or outside the cord is unknown; check that it is a sagittal spinal MRI")
+SHORT_CORD = ("the cord locator followed the spinal cord over only {share:.0%} of the scan's head-foot extent, too "
+              "little to trust, so the whole volume was segmented and inside or outside the cord is unknown")
 
 
 @dataclass
@@ -56,10 +58,10 @@ def find_case_cord(case: Case, image: sitk.Image, cord_masks: Path | None, use_l
         from batseg.cord_locator.locate import locate_cord
 
         located = locate_cord(image)
-        if located.found:
+        if located.plausible:
             cord.mask, cord.source = located.mask, located.locator
         else:
-            cord.warnings.append(NO_CORD_FOUND)
+            cord.warnings.append(NO_CORD_FOUND if not located.found else SHORT_CORD.format(share=located.length_share))
     if cord_masks is not None and mask_path is None:
         cord.warnings.append(f"no spinal cord mask for this case in {cord_masks}"
                              + ("; the cord locator's was used" if cord.mask is not None else

@@ -59,12 +59,13 @@ import SimpleITK as sitk
 
 from batseg import __version__, acquisition
 from batseg.atomic_files import check_can_write, write_all_or_nothing
-from batseg.batch import NotAScan, Skipped, cord_mask_path, label_map_reason, read_cord_mask
+from batseg.batch import NotAScan, Skipped, label_map_reason
 from batseg.cohort import COHORT_CSV, COHORT_JSON, cohort_files, is_own_table, row_from_report, row_without_report
 from batseg.dicom_seg import SEG_SUFFIX
 from batseg.errors import BATsegError
 from batseg.field_of_view import geometry_warnings
 from batseg.inference.backends import is_out_of_memory
+from batseg.inference.case_cord import find_case_cord
 from batseg.inference.memory import peak_resident_bytes
 from batseg.inference.predictor import Predictor
 from batseg.io import Case, image_suffix, image_writer, read_image, vector_image
@@ -85,7 +86,8 @@ OPTIONAL_SUFFIXES = {
 # The run's own outputs (option `cohort`), by kind.
 RUN_OUTPUT_NAMES = {"cohort_csv": COHORT_CSV, "cohort_json": COHORT_JSON}
 # The settings a resumed case's report must share with the run (besides the model).
-RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "one_type_per_lesion", "tta", "crop_margin_mm")
+RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "one_type_per_lesion", "tta", "crop_margin_mm",
+                                     "cord_locator")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ class PredictOptions:
     cohort: bool = False  # OUT_DIR/cohort.csv and cohort.json
     resume: bool = False  # skip complete cases (--continue)
     cord_masks: Path | None = None  # a spinal cord mask file (one case) or a folder of CASE_seg masks
-    crop_margin_mm: float | None = None  # with cord masks: segment only a box around the cord (canal_crop)
+    crop_margin_mm: float | None = None  # with a cord mask: segment only a box around the cord (canal_crop)
+    cord_locator: bool = False  # find the cord with the shipped locator where no cord mask is given
     min_volume_from: str = "option"  # where the minimum volume came from: option, model or default
     one_type_from: str = "option"  # where the one-type-per-lesion choice came from
 
@@ -370,6 +373,7 @@ def run_settings(options: PredictOptions, predictor: Predictor) -> dict[str, Any
         "one_type_per_lesion_from": options.one_type_from,
         "tta": options.tta,
         "crop_margin_mm": options.crop_margin_mm,
+        "cord_locator": options.cord_locator,
         "tile": _tile_text(getattr(predictor, "tile_mode", "auto")),
         "backend": getattr(predictor, "backend_name", None),
         "device": getattr(predictor, "device", None),
@@ -432,17 +436,17 @@ def _segment_case(
         reason = label_map_reason(image)
         if reason:
             raise NotAScan(f"{case.path.name if case.kind == 'file' else case.name} is {reason}; give the MRI scan")
-        mask_path = cord_mask_path(case, options.cord_masks, single=True)
-        cord = None if mask_path is None else read_cord_mask(mask_path, image, case.name)
     facts = acquisition.of_case(case)
+    with stage("locate cord"):
+        case_cord = find_case_cord(case, image, options.cord_masks, options.cord_locator, facts)
+    cord = case_cord.mask
     crop = {} if cord is None or options.crop_margin_mm is None else {"roi": cord, "crop_margin_mm": options.crop_margin_mm}
     prediction = predictor.predict(image, tta=options.tta, probabilities=True, field=options.save_field, **crop)
     timings.update(prediction.timings)
     # Contrast from the metadata, geometry from the header: both say when the input is not what
     # the model was trained on (sagittal T1 Gd slices covering the cord in context).
-    warnings = prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w] + geometry_warnings(image)
-    if options.cord_masks is not None and mask_path is None:
-        warnings.append(f"no spinal cord mask for this case in {options.cord_masks}: inside or outside the cord unknown")
+    warnings = (prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w] + geometry_warnings(image)
+                + case_cord.warnings)
     with stage("postprocess"):
         labels = postprocess_labels(prediction.labels, prediction.probabilities, options)
     model = model_identity(predictor.manifest)
@@ -452,7 +456,7 @@ def _segment_case(
         report["disclaimer"] = predictor.disclaimer  # what this model was trained on
         report["model"] = model
         report["settings"] = settings
-        report["cord_mask_file"] = None if mask_path is None else str(mask_path)
+        report.update(case_cord.report_fields())
         report["acquisition"] = facts.as_dict()  # what the scanner metadata says of the contrast
         report["warnings"] = warnings
     paths = case_output_paths(case, out_dir, options)
