@@ -50,14 +50,18 @@ def test_the_phantom_cord_mask_is_on_the_volume_grid() -> None:
     assert 0 < sitk.GetArrayViewFromImage(cord).mean() < 0.2  # a cord, not the whole grid
 
 
-def test_benchmark_with_the_cascade_crop_passes_the_mask_to_batseg_only(tmp_path: Path) -> None:
+def test_benchmark_crop_runs_batseg_as_predict_does_by_default_and_nnunet_whole(tmp_path: Path) -> None:
     from batseg.benchmark import CORD_MASK_NAME, Settings, batseg_command, nnunet_command
 
-    settings = Settings(crop_to_cord=20.0, threads=2)
     volume = tmp_path / "benchmark_case.nii.gz"
-    command = batseg_command(volume, tmp_path / "out", tmp_path / "m.batseg", settings)
-    assert command[-4:] == ["--cord-masks", str(tmp_path / CORD_MASK_NAME), "--crop-to-cord", "20"]
-    assert "--crop-to-cord" not in nnunet_command(volume, tmp_path, tmp_path / "m.batseg", settings)
+    located = batseg_command(volume, tmp_path / "out", tmp_path / "m.batseg", Settings(crop_to_cord=20.0, threads=2))
+    assert located[-2:] == ["--crop-to-cord", "20"] and "--cord-masks" not in located  # the locator's cord
+    masked = Settings(crop_to_cord=20.0, threads=2, cord_source="mask")
+    command = batseg_command(volume, tmp_path / "out", tmp_path / "m.batseg", masked)
+    assert command[-4:] == ["--crop-to-cord", "20", "--cord-masks", str(tmp_path / CORD_MASK_NAME)]
+    whole = batseg_command(volume, tmp_path / "out", tmp_path / "m.batseg", Settings(threads=2))
+    assert whole[-2:] == ["--no-crop", "--no-cord-locator"]
+    assert "--crop-to-cord" not in nnunet_command(volume, tmp_path, tmp_path / "m.batseg", masked)
 
 
 def test_synthetic_volume_is_a_sagittal_clinical_grid() -> None:

@@ -199,8 +199,9 @@ def nan_output_model() -> Path:
 def test_non_finite_network_outputs_are_refused(tmp_path: Path, nan_output_model: Path, backend: str) -> None:
     source = _image_file(tmp_path / "in")
     out = tmp_path / "out"
+    # --no-cord-locator: the locator's own (good) export would be cached beside the refused one.
     result = run_cli("predict", "-i", str(source), "-o", str(out), "--model", str(nan_output_model),
-                     "--backend", backend, "--progress", "quiet",
+                     "--backend", backend, "--progress", "quiet", "--no-cord-locator",
                      env_extra={"BATSEG_CACHE_DIR": str(tmp_path / "cache")})
     _refused(result, "not finite")
     assert not out.exists() or not any(out.iterdir())

@@ -40,12 +40,7 @@ def test_original_training_data_folder_is_saved_with_the_scene(mrml):
     parameters = Parameters(parameter_node(mrml.scene))
     assert parameters.text("ReplayData") == ""  # default: the engine looks for the data itself
     parameters.set_text("ReplayData", "/data/Dataset501_Original")
-    mrml.scene.SetSaveToXMLString(1)
-    mrml.scene.Commit()
-    reloaded = slicer.vtkMRMLScene()
-    reloaded.SetLoadFromXMLString(1)
-    reloaded.SetSceneXMLString(mrml.scene.GetSceneXMLString())
-    reloaded.Import()
+    reloaded = _saved_and_reloaded(mrml.scene)
     try:
         assert Parameters(parameter_node(reloaded)).text("ReplayData") == "/data/Dataset501_Original"
     finally:
@@ -58,12 +53,7 @@ def test_segmenting_around_the_cord_is_on_by_default_and_saved_with_the_scene(mr
     assert "--no-crop" not in commands.build_predict_command("py", "i", "o", "m", parameters.predict_options())
     parameters.set_flag("CropToCord", False)  # the checkbox unchecked: segment the whole volume
     assert parameters.predict_options() == PredictOptions(crop_to_cord=False)
-    mrml.scene.SetSaveToXMLString(1)
-    mrml.scene.Commit()
-    reloaded = slicer.vtkMRMLScene()
-    reloaded.SetLoadFromXMLString(1)
-    reloaded.SetSceneXMLString(mrml.scene.GetSceneXMLString())
-    reloaded.Import()
+    reloaded = _saved_and_reloaded(mrml.scene)
     try:
         options = Parameters(parameter_node(reloaded)).predict_options()
         assert options.crop_to_cord is False
@@ -236,3 +226,14 @@ def test_module_loads_before_its_dependencies_are_installed():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def _saved_and_reloaded(scene):
+    """A new scene imported from `scene` saved as XML (what saving and reopening a scene does)."""
+    scene.SetSaveToXMLString(1)
+    scene.Commit()
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.SetLoadFromXMLString(1)
+    reloaded.SetSceneXMLString(scene.GetSceneXMLString())
+    reloaded.Import()
+    return reloaded

@@ -22,6 +22,7 @@ from batseg.cord_locator.network import ARCHITECTURE
 from batseg.cord_locator.planes import PLANE_SPACING_MM
 from batseg.errors import ModelFileError
 from batseg.model_file import MANIFEST_MEMBER, MAX_MANIFEST_BYTES, WEIGHTS_MEMBER, sha256_bytes, unique_tensors
+from batseg.model_file import _read_member as _member  # the same size cap and one-line errors
 
 FORMAT = "batseg-cord-locator"
 FORMAT_VERSION = 1
@@ -41,15 +42,6 @@ def _archive(path: Path) -> zipfile.ZipFile:
         archive.close()
         raise ModelFileError(f"{path.name} lacks {MANIFEST_MEMBER} or {WEIGHTS_MEMBER}; it is not a cord locator file")
     return archive
-
-
-def _member(archive: zipfile.ZipFile, member: str, path: Path, limit: int) -> bytes:
-    if archive.getinfo(member).file_size > limit:
-        raise ModelFileError(f"{path.name}: {member} is implausibly large; file rejected")
-    try:
-        return archive.read(member)
-    except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
-        raise ModelFileError(f"{path.name} is corrupt or truncated ({exc}); copy it again") from None
 
 
 def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
