@@ -181,9 +181,14 @@ def write_model_file(
     full["weights_file"] = WEIGHTS_MEMBER
     full["weights_sha256"] = sha256_bytes(weights)
     _check_manifest(full, path)
+    return write_manifest_and_weights(path, full, weights)
+
+
+def write_manifest_and_weights(path: Path, manifest: dict[str, Any], weights: bytes) -> Path:
+    """The zip of a manifest and safetensors weights, written atomically (model and locator files)."""
     def write_archive(temporary: Path) -> None:
         with zipfile.ZipFile(temporary, "w") as archive:
-            archive.writestr(MANIFEST_MEMBER, json.dumps(full, indent=2), compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr(MANIFEST_MEMBER, json.dumps(manifest, indent=2), compress_type=zipfile.ZIP_DEFLATED)
             # Stored, not deflated: float weights barely compress and stored members load faster.
             archive.writestr(WEIGHTS_MEMBER, weights, compress_type=zipfile.ZIP_STORED)
 

@@ -17,11 +17,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from batseg.atomic_files import write_atomically
 from batseg.cord_locator.network import ARCHITECTURE
 from batseg.cord_locator.planes import PLANE_SPACING_MM
 from batseg.errors import ModelFileError
-from batseg.model_file import MANIFEST_MEMBER, MAX_MANIFEST_BYTES, WEIGHTS_MEMBER, sha256_bytes, unique_tensors
+from batseg.model_file import (
+    MANIFEST_MEMBER, MAX_MANIFEST_BYTES, WEIGHTS_MEMBER, sha256_bytes, unique_tensors, write_manifest_and_weights,
+)
 from batseg.model_file import _read_member as _member  # the same size cap and one-line errors
 
 FORMAT = "batseg-cord-locator"
@@ -107,12 +108,4 @@ def write_locator(path: str | os.PathLike[str], network: Any, details: dict[str,
     weights = save(unique_tensors({k: v.detach().cpu() for k, v in network.state_dict().items()}))
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **details, "architecture": ARCHITECTURE,
                 "plane_spacing_mm": PLANE_SPACING_MM, "weights_sha256": sha256_bytes(weights)}
-
-    def write_archive(temporary: Path) -> None:
-        with zipfile.ZipFile(temporary, "w") as archive:
-            archive.writestr(MANIFEST_MEMBER, json.dumps(manifest, indent=2), compress_type=zipfile.ZIP_DEFLATED)
-            archive.writestr(WEIGHTS_MEMBER, weights, compress_type=zipfile.ZIP_STORED)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, write_archive, overwrite=True)
-    return path
+    return write_manifest_and_weights(path, manifest, weights)
