@@ -140,7 +140,7 @@ def test_the_real_t1_scan_is_not_called_t2() -> None:
 
 
 def test_onnx_runtime_and_torch_give_the_same_probabilities() -> None:
-    from batseg.cord_locator.locate import cached_locator, cord_probability_pir
+    from batseg.cord_locator.locate import cached_locator, cord_probability_torch
     from batseg.cord_locator.locator_file import read_locator
     from batseg.cord_locator.onnx_runner import cord_probability_onnx, onnx_session
     from batseg.cord_locator.planes import image_planes, pad_to_multiple
@@ -151,7 +151,7 @@ def test_onnx_runtime_and_torch_give_the_same_probabilities() -> None:
     planes = image_planes(generate_case(202).image).planes
     padded, (rows, cols) = pad_to_multiple(planes)
     by_onnx = cord_probability_onnx(session, padded)[:, :rows, :cols]
-    by_torch = cord_probability_pir(cached_locator(str(path.resolve()))[0], planes)
+    by_torch = cord_probability_torch(cached_locator(str(path.resolve()))[0], padded)[:, :rows, :cols]
     assert np.abs(by_onnx - by_torch).max() < 1e-3
 
 

@@ -31,26 +31,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "BATsegSlicer"))
 from batseg.cord_locator.locate import locate_cord  # noqa: E402
 from batseg.cord_locator.locator_file import write_locator  # noqa: E402
 from batseg.cord_locator.training import folder_cases, load_cases, train  # noqa: E402
-from batseg.inference.canal_crop import DEFAULT_MARGIN_MM  # noqa: E402
+from batseg.inference.canal_crop import DEFAULT_MARGIN_MM, roi_box  # noqa: E402
 
 HELD_OUT = ("sct_t1w", "errsm_24", "unf01")
 
 
 def box_coverage(found: np.ndarray, truth: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
-    """Share of the true cord inside the located cord's bounding box grown by the crop margin."""
+    """Share of the true cord inside the located cord's bounding box grown by the crop margin (the
+    crop's own `roi_box` on the scan's grid; the real crop also spans the whole head-foot extent, so
+    this is the stricter figure)."""
     if not truth.any():
         return 1.0
-    if not found.any():
-        return 0.0
-    box = np.zeros_like(truth, dtype=bool)
-    index = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(found.any(axis=other))
-        pad = int(np.ceil(DEFAULT_MARGIN_MM / spacing_zyx[axis]))
-        index.append(slice(max(0, present[0] - pad), present[-1] + pad + 1))
-    box[tuple(index)] = True
-    return float((truth & box).sum() / truth.sum())
+    box = roi_box(found, spacing_zyx, spacing_zyx, truth.shape, DEFAULT_MARGIN_MM)
+    return 0.0 if box is None else float(truth[box.slices].sum() / truth.sum())
 
 
 def score(folder: Path, locator: Path) -> list[dict]:

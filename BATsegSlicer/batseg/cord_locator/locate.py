@@ -84,16 +84,14 @@ def keep_cord_components(mask: np.ndarray) -> np.ndarray:
     return np.isin(labelled, keep)
 
 
-def cord_probability_pir(network: Any, planes: np.ndarray) -> np.ndarray:
-    """The network's cord probability on locator planes (n, rows, cols)."""
+def cord_probability_torch(network: Any, padded: np.ndarray) -> np.ndarray:
+    """The torch network's cord probability on padded locator planes (n, rows, cols)."""
     import torch
 
     from batseg.cord_locator.network import cord_probability
 
-    padded, (rows, cols) = pad_to_multiple(planes)
     with torch.inference_mode():
-        prob = cord_probability(network, torch.from_numpy(np.ascontiguousarray(padded)))
-    return prob.numpy()[:, :rows, :cols]
+        return cord_probability(network, torch.from_numpy(np.ascontiguousarray(padded))).numpy()
 
 
 def locate_cord(image: sitk.Image, path: str | os.PathLike[str] | None = None) -> LocatedCord:
@@ -101,14 +99,14 @@ def locate_cord(image: sitk.Image, path: str | os.PathLike[str] | None = None) -
     path = Path(path) if path is not None else shipped_locator_path()
     session, manifest = _cached_runner(str(path.resolve()))
     planes = image_planes(image)
+    padded, (rows, cols) = pad_to_multiple(planes.planes)
     if session is not None:
         from batseg.cord_locator.onnx_runner import cord_probability_onnx
 
-        padded, (rows, cols) = pad_to_multiple(planes.planes)
-        prob = cord_probability_onnx(session, padded)[:, :rows, :cols]
+        prob = cord_probability_onnx(session, padded)
     else:
-        prob = cord_probability_pir(cached_locator(str(path.resolve()))[0], planes.planes)
-    mask_pir = keep_cord_components(from_planes_array(prob, planes.model_shape) > 0.5)
+        prob = cord_probability_torch(cached_locator(str(path.resolve()))[0], padded)
+    mask_pir = keep_cord_components(from_planes_array(prob[:, :rows, :cols], planes.model_shape) > 0.5)
     mask = np.ascontiguousarray(planes.mapping.to_input(mask_pir))
     name = f"{manifest.get('name', LOCATOR_NAME)} {manifest.get('version', '')}".strip()
     return LocatedCord(mask, name, length_share(mask_pir))
