@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from batseg.commands.predict import DEFAULT_CROP_MARGIN_MM
+from batseg.commands.cord_arguments import DEFAULT_CROP_MARGIN_MM
 from batseg.inference.canal_crop import (
     DEFAULT_MARGIN_MM,
     TUMOUR_FILL_LOGIT,

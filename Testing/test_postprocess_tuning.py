@@ -52,7 +52,7 @@ def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp
     pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth, "b_0000": truth}))
     assert sorted(case.name for case, _ in pairs) == ["a", "b_0000"]
 
-    def predict_raw(image: sitk.Image) -> tuple[sitk.Image, None]:
+    def predict_raw(case, image: sitk.Image) -> tuple[sitk.Image, None]:
         raw = truth.copy()
         raw[9:10, 18:21, 18:21] = 2  # a 9 mm3 speck far from the lesion: a false positive
         return _image(raw), None
@@ -71,7 +71,7 @@ def test_one_type_per_lesion_is_chosen_when_the_model_splits_lesions(tmp_path: P
     truth = _lesion_case()
     pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth}))
 
-    def predict_raw(image: sitk.Image) -> tuple[sitk.Image, np.ndarray]:
+    def predict_raw(case, image: sitk.Image) -> tuple[sitk.Image, np.ndarray]:
         raw = truth.copy()
         raw[2:7, 3:8, 7] = 3  # one slab of the ependymoma typed astrocytoma
         probabilities = np.zeros((5, *raw.shape), dtype=np.float32)
@@ -108,6 +108,38 @@ def test_command_writes_a_tuned_copy_and_leaves_the_model_alone(tmp_path: Path, 
     assert recommended_min_volume(read_manifest(model)) == DEFAULT_MIN_VOLUME_MM3
     assert main(["tune-postprocess", "--model", str(model), "--data", str(data), "--output", str(model),
                  "--overwrite", "--progress", "quiet"]) == 2
+
+
+def test_the_cases_are_predicted_along_predicts_path(tmp_path: Path, monkeypatch) -> None:
+    """The cascade crop around the user's cord mask by default, the whole volume with --no-crop;
+    the tuned file records which (a volume chosen on one path is not the right one for the other)."""
+    from batseg.inference.predictor import Predictor
+
+    data = _dataset(tmp_path / "Dataset900_Val", {"a": _lesion_case()})
+    masks = tmp_path / "cords"
+    masks.mkdir()
+    cord = np.zeros((12, 24, 24), dtype=np.uint8)
+    cord[:, :, 10:14] = 1
+    sitk.WriteImage(_image(cord), str(masks / "a.nii.gz"))
+    calls: list[dict] = []
+    original = Predictor.predict
+
+    def spy(self, image, **kwargs):
+        calls.append(kwargs)
+        return original(self, image, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict", spy)
+    recorded = {}
+    for name, extra in (("crop", ["--crop-to-cord", "10"]), ("whole", ["--no-crop"])):
+        tuned = tmp_path / f"{name}.batseg"
+        assert main(["tune-postprocess", "--model", str(light_model()), "--data", str(data), "--output", str(tuned),
+                     "--candidates", "0", "--cord-masks", str(masks), "--device", "cpu", "--progress", "quiet",
+                     *extra]) == 0
+        recorded[name] = read_manifest(tuned)["postprocessing"]["predicted_with"]
+    assert calls[0]["crop_margin_mm"] == 10.0 and np.array_equal(calls[0]["roi"], cord > 0)
+    assert "roi" not in calls[1]
+    assert recorded == {"crop": {"crop_margin_mm": 10.0, "cord_locator": True, "cord_masks": True},
+                        "whole": {"crop_margin_mm": None, "cord_locator": True, "cord_masks": True}}
 
 
 def test_predict_uses_the_models_volume_unless_told_otherwise(tmp_path: Path) -> None:

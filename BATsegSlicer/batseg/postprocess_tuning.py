@@ -9,7 +9,8 @@ module read it.
 
 Decisions:
 - Each case is predicted once, without postprocessing, on its own grid (labels and class
-  probabilities); every candidate (a minimum volume, with and without one type per lesion) is
+  probabilities), along the path `batseg predict` takes with the same cord flags (the cascade
+  crop by default; the command's `predict_raw`), which the manifest records; every candidate (a minimum volume, with and without one type per lesion) is
   then applied to that raw label map exactly as `batseg predict` applies it (hole filling per
   class, removal of smaller lesions in mm3, then the type decision) and scored with
   `batseg.metrics`.
@@ -55,6 +56,7 @@ from batseg.postprocess import postprocess
 from batseg.postprocess_settings import POSTPROCESSING_KEY
 
 # A raw prediction on the case's grid: the label map and the class probabilities (or None).
+# `predict_raw(case, image)` makes it: the case tells where a cord mask of the user's lies.
 RawPrediction = tuple[sitk.Image, "np.ndarray | None"]
 
 CANDIDATES_MM3: tuple[float, ...] = (0.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
@@ -171,7 +173,7 @@ def score_candidate(setting: tuple[float, bool], case_results: list[dict[str, An
 
 
 def tune_postprocessing(
-    predict_raw: Callable[[sitk.Image], RawPrediction],
+    predict_raw: Callable[[Case, sitk.Image], RawPrediction],
     pairs: Sequence[tuple[Case, Path]],
     candidates: Sequence[float] = CANDIDATES_MM3,
     on_case: Callable[[int, int], None] | None = None,
@@ -187,7 +189,7 @@ def tune_postprocessing(
         # `batseg evaluate`'s own reading and grid check, so both score the same label maps.
         truth, gt = read_label_file(label_path)
         types_per_case.append([c.key for c in TUMOUR_CLASSES if np.any(gt == c.value)])
-        predicted, probabilities = predict_raw(read_image(case))
+        predicted, probabilities = predict_raw(case, read_image(case))
         check_same_geometry(predicted, truth, case.name)
         raw = sitk.GetArrayFromImage(predicted)
         spacing = tuple(reversed(truth.GetSpacing()))
@@ -224,8 +226,9 @@ def validation_warnings(tuning: Tuning, min_per_type: int = MIN_CASES_PER_TYPE) 
     return warnings
 
 
-def manifest_entry(tuning: Tuning, data: str | Path) -> dict[str, Any]:
-    """What the model file records of the choice (its "postprocessing" key)."""
+def manifest_entry(tuning: Tuning, data: str | Path, predicted_with: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the model file records of the choice (its "postprocessing" key); `predicted_with`: the
+    path the validation cases were predicted along (`CordSettings.as_dict`)."""
     chosen = tuning.chosen
     return {
         POSTPROCESSING_KEY: {
@@ -234,6 +237,7 @@ def manifest_entry(tuning: Tuning, data: str | Path) -> dict[str, Any]:
             "one_type_per_lesion": chosen.one_type_per_lesion,
             "chosen_on": f"{tuning.cases} validation cases of {Path(data).name} by batseg tune-postprocess",
             "criterion": "mean of (mean Dice over tumour classes, lesion detection F1)",
+            **({} if predicted_with is None else {"predicted_with": predicted_with}),
             "score": round(chosen.score, 4),
             "warnings": validation_warnings(tuning),
         }

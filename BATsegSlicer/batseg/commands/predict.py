@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-# Kept in step with batseg.inference.canal_crop.DEFAULT_MARGIN_MM (a test checks): importing the
-# inference package here would slow every `batseg --help`.
-DEFAULT_CROP_MARGIN_MM = 25.0
+from batseg.commands.cord_arguments import add_cord_arguments, cord_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,26 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recursive", action="store_true",
         help="search the input folder's sub-folders for images too (a BIDS tree; derivatives/ is left out)",
     )
-    parser.add_argument(
-        "--cord-masks", metavar="PATH",
-        help="spinal cord mask(s) on the scans' grids (a file for one case, or a folder of CASE.nii.gz or "
-        "CASE_seg.nii.gz, e.g. from the Spinal Cord Toolbox's sct_deepseg_sc), used instead of the cord locator's",
-    )
-    parser.add_argument(
-        "--crop-to-cord", nargs="?", type=float, const=DEFAULT_CROP_MARGIN_MM, default=DEFAULT_CROP_MARGIN_MM,
-        metavar="MARGIN_MM",
-        help="run the tumour network only on a box around the spinal cord grown by MARGIN_MM (default "
-        f"{DEFAULT_CROP_MARGIN_MM:g}), widened where a lesion reaches its border: the cascade crop, on by default",
-    )
-    parser.add_argument(
-        "--no-crop", action="store_true",
-        help="segment the whole volume instead of a box around the spinal cord",
-    )
-    parser.add_argument(
-        "--no-cord-locator", action="store_true",
-        help="do not look for the spinal cord with batseg's cord locator (then no crop without --cord-masks, no "
-        "inside/outside-the-cord field and no image-based contrast check)",
-    )
+    add_cord_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--progress", choices=("bar", "json", "quiet"), default="bar", help="progress display (default bar)")
     parser.set_defaults(func=run)
@@ -142,13 +121,7 @@ def options_from(args: argparse.Namespace):
     if not math.isfinite(min_volume) or min_volume < 0:  # inf would remove every lesion, nan none
         raise BATsegError(f"--min-volume {args.min_volume} must be a finite number, zero or positive (mm3)")
     check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
-    from batseg.batch import check_cord_masks
-
-    crop = getattr(args, "crop_to_cord", DEFAULT_CROP_MARGIN_MM)
-    if not math.isfinite(crop) or crop < 0:
-        raise BATsegError(f"--crop-to-cord {crop:g}: give a margin in mm, zero or positive (default {DEFAULT_CROP_MARGIN_MM:g})")
-    if getattr(args, "no_crop", False):
-        crop = None
+    cord = cord_settings(args)
     return PredictOptions(
         tta=args.tta,
         postprocess=not args.no_postprocess,
@@ -161,9 +134,9 @@ def options_from(args: argparse.Namespace):
         dicom_seg=getattr(args, "dicom_seg", False),
         cohort=getattr(args, "cohort", False),
         resume=getattr(args, "resume", False),
-        cord_masks=check_cord_masks(getattr(args, "cord_masks", None)),
-        crop_margin_mm=crop,
-        cord_locator=not getattr(args, "no_cord_locator", False),
+        cord_masks=cord.cord_masks,
+        crop_margin_mm=cord.crop_margin_mm,
+        cord_locator=cord.cord_locator,
         min_volume_from="option" if args.min_volume is not None else "default",
         one_type_from="option" if args.one_type_per_lesion is not None else "default",
     )

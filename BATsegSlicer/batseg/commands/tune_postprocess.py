@@ -6,11 +6,18 @@ file is never modified), which `batseg predict` and the Slicer module then use b
 copy has a version of its own (the parent's with "+pp.HASH", or --version) and names its parent
 ("derived_from"), so its reports are told apart from the parent's. Validation data without a
 healthy case, or with fewer than 5 cases of a tumour type, get a warning.
+
+Each case is predicted along the same path as `batseg predict` with the same cord flags (by
+default the cascade crop around the cord that the cord locator finds), and the model file records
+that path ("predicted_with"): a volume chosen on whole-volume predictions, with their false lesions
+outside the canal, is not the right one for the crop.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from batseg.commands.cord_arguments import CordSettings, add_cord_arguments, cord_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="minimum volumes to try (default 0 10 20 50 100 200 500 1000)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
+    add_cord_arguments(parser, "run the model")
     parser.add_argument("--json", help="also write the table to this JSON file")
     parser.add_argument(
         "--version", dest="model_version", default=None,
@@ -61,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output and not args.output.endswith(MODEL_SUFFIX):
         raise BATsegError(f"--output {args.output} must end in {MODEL_SUFFIX}")
     check_threads(args.threads)  # as predict refuses it, before any data is read
+    cord = cord_settings(args)
     if args.model_version is not None and not args.model_version.strip():
         raise BATsegError("--version must not be empty")
     candidates = CANDIDATES_MM3 if args.candidates is None else args.candidates
@@ -82,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
     remove_stale_parts_beside(args.output, args.json)
     with progress.stage("tune"):
         tuning = tune_postprocessing(
-            lambda image: _raw_prediction(predictor, image), pairs, candidates,
+            lambda case, image: _raw_prediction(predictor, case, image, cord), pairs, candidates,
             lambda done, total: progress.update("tune", done, total),
         )
     print(format_table(tuning), flush=True)
-    entry = manifest_entry(tuning, args.data)
+    entry = manifest_entry(tuning, args.data, cord.as_dict())
     for message in entry["postprocessing"]["warnings"]:
         progress.warn(message)
     identity = tuned_identity(predictor.manifest, entry, args.model_version)
@@ -114,7 +123,12 @@ def _check_not_data(pairs, *outputs: str | None) -> None:
             raise BATsegError(f"output {output} is one of the validation files; write it elsewhere")
 
 
-def _raw_prediction(predictor, image):
-    """Labels without postprocessing and class probabilities on the case's grid."""
-    prediction = predictor.predict(image, probabilities=True)
+def _raw_prediction(predictor, case, image, cord: CordSettings):
+    """Labels without postprocessing and class probabilities on the case's grid, along predict's path."""
+    from batseg import acquisition
+    from batseg.inference.case_cord import find_case_cord
+
+    mask = find_case_cord(case, image, cord.cord_masks, cord.cord_locator, acquisition.of_case(case)).mask
+    crop = {} if mask is None or cord.crop_margin_mm is None else {"roi": mask, "crop_margin_mm": cord.crop_margin_mm}
+    prediction = predictor.predict(image, probabilities=True, **crop)
     return prediction.labels, prediction.probabilities
