@@ -73,6 +73,9 @@ def test_tile_positions_gaussian_and_tile_choice() -> None:
     assert cost(paper) < cost((12, 384, 384)) and cost(paper) <= cost((16, 256, 256))
     assert plan_windows((16, 545, 545), paper).count == 10
     assert choose_tile((40, 600, 600), (16, 160, 160), (2, 16, 16), "patch") == (16, 160, 160)
+    # the whole scan: the training patch (nnU-Net's tiling) when it fits the budget, else the cheapest tile
+    assert choose_tile((16, 272, 272), (16, 64, 64), (2, 16, 16), "auto", 2_000_000, whole_volume=True) == (16, 64, 64)
+    assert choose_tile((16, 545, 545), (12, 384, 384), (2, 64, 64), "auto", 1_258_291, whole_volume=True) == paper
     with pytest.raises(BATsegError, match="multiple"):
         choose_tile((16, 64, 64), (16, 160, 160), (2, 16, 16), (15, 64, 64))
 

@@ -3,16 +3,16 @@
 Runs `batseg predict` (file to labels + report, the model's own postprocessing) once per path over
 the same held-out cases, then compares each path's label maps with the reference path's per case
 (`batseg.same_result`: identical, or Dice >= 0.99 per class with every reference lesion kept).
-Paths, each one lever more than the one before it, so a difference is pinned to its lever:
+Paths, each differing from the reference by the levers it names, so a difference is pinned to its lever:
 
 - reference: PyTorch fp32, nnU-Net's tiling (training patch, step 0.5), the whole volume;
 - engine:    ONNX Runtime (fp32), the same tiles, the whole volume;
 - tile:      ONNX Runtime, the "auto" tile (`sliding_window.choose_tile`), the whole volume;
-- default:   what `batseg predict` does by default: ONNX Runtime, auto tile, the cascade crop
-             around the cord the locator finds.
+- crop:      ONNX Runtime, nnU-Net's tiles, the cascade crop around the cord the locator finds;
+- default:   what `batseg predict` does by default (the model's tile, the cascade crop).
 
     python scripts/check_same_result.py --model MODEL.batseg --images WORK_DIR/test/Dataset502_BATsegPhantomsTest/imagesTr \\
-        --out OUT [--cases 6] [--threads 2] [--paths reference,engine,tile,default] [--json OUT.json]
+        --out OUT [--cases 6] [--threads 2] [--paths reference,engine,tile,crop,default] [--json OUT.json]
 
 Prints one table row per path and case and a verdict per path; exits 0 whatever the verdict (it
 is a measurement). Outputs of earlier runs in OUT are reused only with --reuse.
@@ -37,6 +37,7 @@ PATHS: dict[str, list[str]] = {
     "reference": ["--backend", "torch", "--tile", "patch", "--no-crop"],
     "engine": ["--backend", "onnx", "--tile", "patch", "--no-crop"],
     "tile": ["--backend", "onnx", "--tile", "auto", "--no-crop"],
+    "crop": ["--backend", "onnx", "--tile", "patch"],
     "default": [],
 }
 

@@ -242,20 +242,22 @@ class Predictor:
                 "to the model's spacing; check the voxel spacing in its header"
             ) from None
 
-    def tile_for(self, model_shape: Sequence[int]) -> tuple[int, int, int]:
-        return choose_tile(model_shape, self.patch_size, self.multiple, self.tile_mode, self.tile_budget, self.tile_step)
+    def tile_for(self, model_shape: Sequence[int], whole_volume: bool = False) -> tuple[int, int, int]:
+        """The tile over a model grid of `model_shape`: a box around the cord, or the `whole_volume` (`choose_tile`)."""
+        return choose_tile(model_shape, self.patch_size, self.multiple, self.tile_mode, self.tile_budget, self.tile_step,
+                           whole_volume)
 
     def _estimate(self, info: ImageInfo, shape: Sequence[int], keep_field: bool, tiles: bool = True) -> int:
         """Estimated peak bytes for a header and its model grid; without the tile activations when not `tiles`."""
-        tile_voxels, several = 0, False
+        # Either tiling may run (the whole scan's, or a crop's that grew to the whole grid): the larger estimate.
+        layouts = [(0, False)]
         if tiles:
-            tile = self.tile_for(shape)
-            tile_voxels = math.prod(tile)
-            several = plan_windows(shape, tile, self.tile_step).count > 1
-        return estimate_peak_bytes(
+            layouts = [(math.prod(tile), plan_windows(shape, tile, self.tile_step).count > 1)
+                       for tile in {self.tile_for(shape, whole) for whole in (True, False)}]
+        return max(estimate_peak_bytes(
             math.prod(int(n) for n in info.size), info.bytes_per_component, shape, tile_voxels, several,
             self.num_classes, self.field_channels, self.first_features, keep_field,
-        )
+        ) for tile_voxels, several in layouts)
 
     def estimate_peak_bytes(self, info: ImageInfo, keep_field: bool = False) -> int:
         """Estimated peak memory of predicting an image described by its header."""
@@ -316,9 +318,12 @@ class Predictor:
 
         return run
 
-    def predict_grid(self, volume: np.ndarray, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-        """Logits and field of a z-scored volume already on the model grid, and facts about the tiles."""
-        tile = self.tile_for(volume.shape)
+    def predict_grid(
+        self, volume: np.ndarray, tta: bool = False, whole_volume: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """Logits and field of a z-scored volume already on the model grid (the whole scan, or a box
+        around the cord when not `whole_volume`), and facts about the tiles."""
+        tile = self.tile_for(volume.shape, whole_volume)
         plan = plan_windows(volume.shape, tile, self.tile_step)
 
         def on_tile(done: int, total: int) -> None:
@@ -361,7 +366,8 @@ class Predictor:
         facts: dict[str, Any] = {}
 
         def run(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            logits, field_grid, details = self.predict_grid(sub, tta)
+            # A box widened to the whole grid is the whole scan again: its tiles are the whole scan's.
+            logits, field_grid, details = self.predict_grid(sub, tta, whole_volume=sub.shape == volume.shape)
             facts.update(details)
             return logits, field_grid
 
