@@ -14,8 +14,10 @@ Paths, each differing from the reference by the levers it names, so a difference
     python scripts/check_same_result.py --model MODEL.batseg --images WORK_DIR/test/Dataset502_BATsegPhantomsTest/imagesTr \\
         --out OUT [--cases 6] [--threads 2] [--paths reference,engine,tile,crop,default] [--json OUT.json]
 
-Prints one table row per path and case and a verdict per path; exits 0 whatever the verdict (it
-is a measurement). Outputs of earlier runs in OUT are reused only with --reuse.
+Prints one table row per path and case and a verdict per path, with the largest difference of
+a tumour class probability from the reference's (`--save-probabilities`; it still speaks where a
+weak model's labels are all background); exits 0 whatever the verdict (it is a measurement). The
+seconds are each report's, read to written, probability map included. Outputs of earlier runs in OUT are reused only with --reuse.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def run_path(name: str, model: str, inputs: Path, out: Path, threads: int, reuse
         if target.exists():
             shutil.rmtree(target)
         command = [sys.executable, "-m", "batseg", "predict", "-i", str(inputs), "-o", str(target), "--model", model, "--device", "cpu",
-                   "--threads", str(threads), "--progress", "quiet", *PATHS[name]]
+                   "--threads", str(threads), "--progress", "quiet", "--save-probabilities", *PATHS[name]]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"path {name} failed: {done.stderr.strip()[-1500:]}")
@@ -58,6 +60,16 @@ def run_path(name: str, model: str, inputs: Path, out: Path, threads: int, reuse
         data = json.loads(report.read_text())
         seconds[report.name[: -len(".report.json")]] = float(data.get("processing_seconds", float("nan")))
     return seconds
+
+
+def probability_difference(reference: Path, other: Path) -> float:
+    """The largest difference of any tumour class probability at any voxel between two paths' outputs.
+
+    It says how near a path is even where the labels cannot tell (a model whose tumour
+    probabilities stay under one half everywhere gives all-background labels on every path)."""
+    first = sitk.GetArrayFromImage(sitk.ReadImage(str(reference)))
+    second = sitk.GetArrayFromImage(sitk.ReadImage(str(other)))
+    return float(np.abs(first.astype(np.float32) - second.astype(np.float32)).max())
 
 
 def main() -> None:
@@ -86,10 +98,11 @@ def main() -> None:
         seconds = {name: run_path(name, args.model, inputs, args.out, args.threads, args.reuse) for name in paths}
     reference = paths[0]
     cases = sorted(seconds[reference])
-    rows, verdicts = [], {}
+    rows, verdicts, deltas = [], {}, {}
     print(f"model {args.model}; {len(cases)} cases of {args.images}; {args.threads} threads; reference: {reference}")
-    print("| path | case | seconds | voxels differing | Dice per class (%) | lesions kept / reference | same type | same result |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| path | case | seconds | voxels differing | Dice per class (%) | lesions kept / reference | same type | "
+          "max probability difference | same result |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in paths[1:]:
         agreements = []
         for case in cases:
@@ -97,18 +110,23 @@ def main() -> None:
             other = sitk.GetArrayFromImage(sitk.ReadImage(str(args.out / name / f"{case}.nii.gz")))
             agreement = compare_labels(sitk.GetArrayFromImage(first), other, tuple(reversed(first.GetSpacing())))
             agreements.append(agreement)
+            delta = probability_difference(args.out / reference / f"{case}.probabilities.nii.gz",
+                                           args.out / name / f"{case}.probabilities.nii.gz")
+            deltas.setdefault(name, []).append(delta)
             rows.append({"path": name, "case": case, "seconds": seconds[name].get(case),
-                         "reference_seconds": seconds[reference].get(case), **agreement.as_dict()})
+                         "reference_seconds": seconds[reference].get(case), "max_probability_difference": delta,
+                         **agreement.as_dict()})
             dice = ", ".join(f"{key} {100 * value:.2f}" for key, value in agreement.dice.items()) or "-"
             print(f"| {name} | {case} | {seconds[name].get(case, float('nan')):.1f} (ref. {seconds[reference].get(case, float('nan')):.1f}) | "
                   f"{agreement.differing_voxels} | {dice} | {agreement.kept_lesions} / {agreement.reference_lesions} | "
-                  f"{agreement.same_type_lesions} | {'yes' if agreement.same_result else 'NO'} |")
-        verdicts[name] = summarise(agreements)
+                  f"{agreement.same_type_lesions} | {delta:.2g} | {'yes' if agreement.same_result else 'NO'} |")
+        verdicts[name] = {**summarise(agreements), "max_probability_difference": max(deltas[name])}
     print()
     for name, summary in verdicts.items():
         lowest = ", ".join(f"{key} {100 * value:.2f}" for key, value in summary["lowest_dice"].items()) or "-"
         print(f"{name}: same result on {summary['same_result']}/{summary['cases']} cases (identical {summary['identical']}); "
               f"lowest Dice per class: {lowest}; lesions kept {summary['kept_lesions']}/{summary['reference_lesions']}; "
+              f"largest probability difference {summary['max_probability_difference']:.2g}; "
               f"median seconds {np.nanmedian(list(seconds[name].values())):.1f} vs reference "
               f"{np.nanmedian(list(seconds[reference].values())):.1f}")
     if args.json:
