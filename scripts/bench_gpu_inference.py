@@ -64,7 +64,7 @@ def main() -> None:
         ours = Predictor(model, device=args.device, backend="torch", cache_folder=Path(tmp))
         shape = model_grid_shape(tuple(args.size), tuple(args.spacing), ours.target_spacing)
         volume = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        tile = ours.tile_for(shape)
+        tile = ours.tile_for(shape, whole_volume=True)  # what predict_grid tiles the whole scan with
         rows = [("BATseg Predictor.predict_grid (tile auto " + " x ".join(map(str, tile)) + ")",
                  _seconds(lambda: ours.predict_grid(volume)[0], args.device, args.warmup, args.repeats))]
         for label, patch in (("training patch " + " x ".join(map(str, ours.patch_size)), None), ("same tile", list(tile))):
