@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8 passes, slower)")
     parser.add_argument(
         "--tile", default="auto",
-        help="sliding-window tile: auto (whole volume when it fits, default), patch (training patch) or Z,Y,X",
+        help="sliding-window tile: auto (default: the box around the cord as one tile when it fits, the training "
+        "patch on the whole scan), patch (the training patch everywhere, nnU-Net's tiling) or Z,Y,X",
     )
     parser.add_argument(
         "--no-postprocess", action="store_true", help="keep the raw labels (no hole filling, no small-lesion removal)"
