@@ -137,6 +137,9 @@ def test_the_cases_are_predicted_along_predicts_path(tmp_path: Path, monkeypatch
                      *extra]) == 0
         recorded[name] = read_manifest(tuned)["postprocessing"]["predicted_with"]
     assert calls[0]["crop_margin_mm"] == 10.0 and np.array_equal(calls[0]["roi"], cord > 0)
+    two = _dataset(tmp_path / "Dataset901_Val", {"a": _lesion_case(), "b": _lesion_case()})
+    assert main(["tune-postprocess", "--model", str(light_model()), "--data", str(two), "--cord-masks",
+                 str(masks / "a.nii.gz"), "--device", "cpu", "--progress", "quiet"]) == 2  # one mask, two cases
     assert "roi" not in calls[1]
     assert recorded == {"crop": {"crop_margin_mm": 10.0, "cord_locator": True, "cord_masks": True},
                         "whole": {"crop_margin_mm": None, "cord_locator": True, "cord_masks": True}}

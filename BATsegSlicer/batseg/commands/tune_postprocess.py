@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     pairs = validation_pairs(args.data)
     _check_not_data(pairs, args.output, args.json)
+    if cord.cord_masks is not None and cord.cord_masks.is_file() and len(pairs) > 1:
+        raise BATsegError(f"--cord-masks {cord.cord_masks} is one file but {args.data} holds {len(pairs)} cases; give a "
+                          "folder of CASE.nii.gz masks")
     predictor = Predictor(model, device=args.device, threads=args.threads, progress=Progress("quiet"))
     remove_stale_parts_beside(args.output, args.json)
     with progress.stage("tune"):
