@@ -7,9 +7,10 @@ Paths, each differing from the reference by the levers it names, so a difference
 
 - reference: PyTorch fp32, nnU-Net's tiling (training patch, step 0.5), the whole volume;
 - engine:    ONNX Runtime (fp32), the same tiles, the whole volume;
-- tile:      ONNX Runtime, the "auto" tile (`sliding_window.choose_tile`), the whole volume;
+- tile:      ONNX Runtime, "auto" tiles on the whole volume (`sliding_window.choose_tile`: the training
+             patch where it fits the activation budget, so then the same as engine; else the cheapest tile);
 - crop:      ONNX Runtime, nnU-Net's tiles, the cascade crop around the cord the locator finds;
-- default:   what `batseg predict` does by default (the model's tile, the cascade crop).
+- default:   what `batseg predict` does by default (the cascade crop, its box as one tile).
 
     python scripts/check_same_result.py --model MODEL.batseg --images WORK_DIR/test/Dataset502_BATsegPhantomsTest/imagesTr \\
         --out OUT [--cases 6] [--threads 2] [--paths reference,engine,tile,crop,default] [--json OUT.json]
