@@ -29,7 +29,8 @@ import SimpleITK as sitk
 
 from batseg.labels import NNUNET_LABELS
 from batseg.phantoms.insertion import insert_lesion
-from batseg.phantoms.real_grid import clinical_grid, cord_rows, crop_rows, reslice, t1_like
+from batseg.phantoms.real_grid import (anterior_posterior_window, clinical_grid, cord_rows, crop_rows, reslice,
+                                      t1_like, t1_tissue_levels)
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-spine-mri"
 # name: (scan, cord mask, contrast); the axial 16 mm spine-generic slab has no sagittal extent.
@@ -66,6 +67,15 @@ class NegativeGrid:
     native_share: float = 0.0
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """How T2 backgrounds are made T1-like. 0.7.0 was trained with the defaults (the canal only);
+    tissue_share is the share of them whose tissue outside the canal is also moved to T1 levels
+    (real_grid.t1_tissue_levels)."""
+    tissue_share: float = 0.0
+    ap_window_share: float = 0.0  # share of cases cut to a random anterior-posterior window (any contrast)
+
+
 def _write(folder: Path, case: str, image: sitk.Image, label: sitk.Image, cord: sitk.Image) -> None:
     for sub, suffix, item in (("imagesTr", "_0000", image), ("labelsTr", "", label), ("cordTr", "", cord)):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -81,9 +91,11 @@ def _on_grid(array: np.ndarray, reference: sitk.Image, pixel: int) -> sitk.Image
 
 
 def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: float,
-              negatives: NegativeGrid | None = None) -> tuple[sitk.Image, sitk.Image, sitk.Image, dict]:
-    """One case on `name`'s background (module docstring); `negatives` says how T2 negatives are cut."""
-    negatives = negatives or NegativeGrid()
+              negatives: NegativeGrid | None = None, contrast: Contrast | None = None
+              ) -> tuple[sitk.Image, sitk.Image, sitk.Image, dict]:
+    """One case on `name`'s background (module docstring); `negatives` says how T2 negatives are
+    cut, `contrast` how T2 backgrounds are made T1-like."""
+    negatives, contrast = negatives or NegativeGrid(), contrast or Contrast()
     rng = np.random.default_rng([seed, index])
     scan, mask = _read(name, BACKGROUNDS[name][:2])
     reference = clinical_grid(scan, rng)
@@ -97,6 +109,10 @@ def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: flo
         rows = cord_rows(cord, reference.GetSpacing()[1])
         reference = crop_rows(reference, rows)
         cord = cord[:, rows]
+    if contrast.ap_window_share > 0 and rng.random() < contrast.ap_window_share:
+        columns = anterior_posterior_window(cord, reference.GetSpacing()[0], rng)
+        reference = crop_rows(reference, columns, axis=0)
+        cord = cord[:, :, columns]
     image = sitk.GetArrayFromImage(reslice(scan, reference))
     spacing = reference.GetSpacing()[::-1]  # (k, j, i)
     meta = {"background": name, "spacing_mm": [round(s, 3) for s in reference.GetSpacing()],
@@ -108,6 +124,10 @@ def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: flo
         if BACKGROUNDS[name][2] == "T2":
             image = t1_like(image, cord, spacing, rng)
             meta["contrast"] = "T2 made T1-like"
+            # Drawn only when asked for, so that the default data sets stay as they were.
+            if contrast.tissue_share > 0 and rng.random() < contrast.tissue_share:
+                image = t1_tissue_levels(image, cord, spacing, rng)
+                meta["contrast"] = "T2 made T1-like, tissue at T1 levels"
         if draw < t2_negative + healthy or not cord.any():
             meta["role"] = "healthy"
         else:
@@ -129,7 +149,8 @@ DEFAULT_NAMES = {"train": "Dataset511_BATsegRealInsertTrain", "test": "Dataset51
 
 
 def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float, healthy: float,
-                name: str | None = None, negatives: NegativeGrid | None = None) -> None:
+                name: str | None = None, negatives: NegativeGrid | None = None,
+                contrast: Contrast | None = None) -> None:
     folder = out / (name or DEFAULT_NAMES[split])
     names = TRAIN if split == "train" else HELD_OUT
     metas = {}
@@ -137,7 +158,7 @@ def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float
         name = names[index % len(names)]
         # No "_NNNN" ending: nnU-Net reads "CASE_0000" as case CASE, channel 0.
         case = f"real{split}{index:04d}"
-        image, label, cord, meta = make_case(name, index + 1000 * seed, seed, t2_negative, healthy, negatives)
+        image, label, cord, meta = make_case(name, index + 1000 * seed, seed, t2_negative, healthy, negatives, contrast)
         _write(folder, case, image, label, cord)
         metas[case] = meta
         print(f"{case}: {name} {meta['role']} {meta.get('lesions', '')}", flush=True)
@@ -174,6 +195,12 @@ def main() -> None:
                         help="T2 negatives keep the whole field of view (default: cropped to the cord rows)")
     parser.add_argument("--negative-native-share", type=float, default=0.0,
                         help="share of T2 negatives left on the scan's own grid, as distributed (default 0)")
+    parser.add_argument("--t1-tissue-share", type=float, default=0.0,
+                        help="share of T2 backgrounds made T1-like whose tissue outside the canal is also moved "
+                             "to T1 levels (default 0, as for 0.7.0)")
+    parser.add_argument("--ap-window-share", type=float, default=0.0,
+                        help="share of cases cut to a random 40-150 mm anterior-posterior window around the cord "
+                             "(default 0, as for 0.7.0)")
     args = parser.parse_args()
     if args.split == "unaltered":
         write_unaltered(args.out)
@@ -181,7 +208,8 @@ def main() -> None:
         negative = args.t2_negative_fraction if args.split == "train" else 0.0
         healthy = args.healthy_fraction if args.split == "train" else 0.0
         write_split(args.out, args.split, args.cases, args.seed, negative, healthy, args.name,
-                    NegativeGrid(args.negative_whole_fov, args.negative_native_share))
+                    NegativeGrid(args.negative_whole_fov, args.negative_native_share),
+                    Contrast(args.t1_tissue_share, args.ap_window_share))
 
 
 if __name__ == "__main__":

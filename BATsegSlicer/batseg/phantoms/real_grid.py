@@ -20,6 +20,18 @@ the spread of real protocols:
   brightness (fully from halfway); outside the canal the scan is kept, so callers crop to the
   rows the cord mask covers (`cord_rows`). The result has T1's dark canal around an
   intermediate cord; bone marrow stays T2-like (intermediate), a known difference.
+- T1 tissue levels (optional, `t1_tissue_levels`): outside the canal a T2 scan's tissues are
+  darker than the cord (median about 0.4 of the cord's signal on the T2 scans of ../shared)
+  while on T1 muscle, marrow and fat sit near or above it (median about 0.7, the 99th
+  percentile 1.2-1.9 on the real T1 scans). nnU-Net z-scores each scan as a whole, so with
+  T2's levels the cord, and a lesion painted relative to it, stand 3-5 standard deviations
+  above the scan's mean, and on a real T1 about 1.5-2.5: a network trained on the first misses
+  lesions of the second. The remap moves the 50th, 90th and 99th percentiles of the tissue
+  outside the canal (voxels above AIR_LEVEL of the cord's signal; air is kept) to random T1
+  levels by a monotone piecewise-linear curve, blended out toward the canal.
+- Anterior-posterior field of view (optional, `anterior_posterior_window`): the T2 scans of
+  ../shared show the whole neck and face with much air, which also shifts the z-score; a
+  window of 40-150 mm that holds the cord gives tight and clinical fields of view as well.
 """
 
 from __future__ import annotations
@@ -37,6 +49,13 @@ SLICE_MM = (3.0, 4.2)
 MAX_TILT_DEG = 6.0
 SI_WINDOW = (0.6, 1.0)
 CANAL_MARGIN_MM = 6.0
+AIR_LEVEL = 0.2  # of the cord's signal: darker voxels are air or noise, left as they are
+# Random targets of the outside-canal tissue percentiles (50, 90, 99), in units of the cord's
+# signal: around the real T1 scans' 0.66-0.72 / 0.99-1.04 / 1.23-1.85, widened.
+T1_TISSUE_TARGETS = ((0.55, 0.85), (0.9, 1.3), (1.2, 2.0))
+# Anterior-posterior field of view around the cord: a tight research crop (the real T1 of
+# ../shared is 42 mm) to a clinical 150 mm; the T2 scans of ../shared span 200-380 mm.
+AP_WINDOW_MM = (40.0, 150.0)
 
 
 def _rotation(angles_deg: np.ndarray) -> np.ndarray:
@@ -133,6 +152,43 @@ def t1_like(array: np.ndarray, cord: np.ndarray, spacing_zyx: tuple[float, float
     return (array * (1 - weight) + dark * weight).astype(np.float32)
 
 
+def _canal_weight(cord: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """1 inside the canal (cord dilated by CANAL_MARGIN_MM), falling smoothly to 0 outside."""
+    canal = ndimage.distance_transform_edt(~cord, sampling=spacing_zyx) <= CANAL_MARGIN_MM
+    return ndimage.gaussian_filter(canal.astype(np.float32), sigma=[1.0 / s for s in spacing_zyx])
+
+
+def t1_tissue_levels(array: np.ndarray, cord: np.ndarray, spacing_zyx: tuple[float, float, float],
+                     rng: np.random.Generator) -> np.ndarray:
+    """`array` with the tissue outside the canal moved to random T1 levels (module docstring)."""
+    cord = cord > 0
+    if not cord.any():
+        return array.astype(np.float32)
+    cord_signal = float(np.median(array[cord]))
+    canal = _canal_weight(cord, spacing_zyx)
+    outside = canal < 0.01
+    ratio = array / max(cord_signal, 1e-6)
+    tissue = ratio[outside & (ratio > AIR_LEVEL)]
+    if tissue.size < 100:
+        return array.astype(np.float32)
+    q50, q90, q99 = np.percentile(tissue, [50, 90, 99])
+    t50, t90, t99 = (float(rng.uniform(*bounds)) for bounds in T1_TISSUE_TARGETS)
+    t90 = max(t90, t50 + 0.05)
+    t99 = max(t99, t90 + 0.05)
+    top = float(ratio.max())
+    # Knots must rise: skip a T2 percentile that does not (a flat histogram), keep air's level.
+    knots_x, knots_y = [0.0, AIR_LEVEL], [0.0, AIR_LEVEL]
+    for x, y in ((q50, t50), (q90, t90), (q99, t99)):
+        if x > knots_x[-1] + 1e-3:
+            knots_x.append(float(x))
+            knots_y.append(y)
+    if top > knots_x[-1] + 1e-3:
+        knots_x.append(top)
+        knots_y.append(knots_y[-1] + (top - knots_x[-2]))  # above the 99th: slope 1, fat keeps its spread
+    remapped = np.interp(ratio, knots_x, knots_y) * cord_signal
+    return (array * canal + remapped * (1.0 - canal)).astype(np.float32)
+
+
 def cord_rows(cord: np.ndarray, row_mm: float, margin_mm: float = 5.0) -> slice:
     """The j rows (axis 1) the cord mask covers, widened by `margin_mm`: the part of a scan whose
     canal `t1_like` can remap."""
@@ -143,13 +199,30 @@ def cord_rows(cord: np.ndarray, row_mm: float, margin_mm: float = 5.0) -> slice:
     return slice(max(0, rows[0] - pad), min(cord.shape[1], rows[-1] + pad + 1))
 
 
-def crop_rows(reference: sitk.Image, rows: slice) -> sitk.Image:
-    """`reference` limited to the j rows `rows` (same spacing and direction, shifted origin)."""
-    size = list(reference.GetSize())
-    size[1] = int(rows.stop - rows.start)
-    size = [int(s) for s in size]
+def crop_rows(reference: sitk.Image, rows: slice, axis: int = 1) -> sitk.Image:
+    """`reference` limited to the index range `rows` along grid `axis` (0 i, 1 j, 2 k; same
+    spacing and direction, shifted origin)."""
+    size = [int(s) for s in reference.GetSize()]
+    size[axis] = int(rows.stop - rows.start)
     cropped = sitk.Image(size, reference.GetPixelID())
     cropped.SetSpacing(reference.GetSpacing())
     cropped.SetDirection(reference.GetDirection())
-    cropped.SetOrigin(reference.TransformIndexToPhysicalPoint((0, int(rows.start), 0)))
+    start = [0, 0, 0]
+    start[axis] = int(rows.start)
+    cropped.SetOrigin(reference.TransformIndexToPhysicalPoint(start))
     return cropped
+
+
+def anterior_posterior_window(cord: np.ndarray, column_mm: float, rng: np.random.Generator,
+                              width_mm: tuple[float, float] = AP_WINDOW_MM) -> slice:
+    """A random window of i columns (axis 2 of the k, j, i array) of U(`width_mm`) that holds the
+    whole cord mask: the tight and the wide anterior-posterior fields of view of real scans."""
+    columns = np.flatnonzero(cord.any(axis=(0, 1)))
+    total = cord.shape[2]
+    if columns.size == 0:
+        return slice(0, total)
+    width = int(round(rng.uniform(*width_mm) / column_mm))
+    width = min(total, max(width, int(columns[-1] - columns[0] + 1)))
+    lo_min, lo_max = max(0, int(columns[-1]) + 1 - width), min(int(columns[0]), total - width)
+    start = int(rng.integers(lo_min, lo_max + 1)) if lo_max >= lo_min else max(0, min(int(columns[0]), total - width))
+    return slice(start, start + width)
