@@ -11,7 +11,10 @@ import SimpleITK as sitk
 from batseg.phantoms.insertion import (
     ASTROCYTOMA, EPENDYMOMA, HEMANGIOBLASTOMA, MENINGIOMA, centreline, insert_lesion, noise_level,
 )
-from batseg.phantoms.real_grid import IN_PLANE_MM, SLICE_MM, clinical_grid, cord_rows, crop_rows, reslice, t1_like
+from batseg.phantoms.real_grid import (
+    AIR_LEVEL, AP_WINDOW_MM, IN_PLANE_MM, SLICE_MM, T1_TISSUE_TARGETS, anterior_posterior_window, clinical_grid,
+    cord_rows, crop_rows, reslice, t1_like, t1_tissue_levels,
+)
 from inference_helpers import REAL_DATA
 
 SPACING = (3.6, 0.5, 0.5)  # (k, j, i) mm: sagittal slices, 0.5 mm in-plane
@@ -113,6 +116,46 @@ def test_crop_rows_keeps_the_physical_position() -> None:
     cropped = crop_rows(grid, rows)
     assert cropped.GetSize()[1] == 40
     assert cropped.TransformIndexToPhysicalPoint((0, 0, 0)) == pytest.approx(grid.TransformIndexToPhysicalPoint((0, 30, 0)))
+
+
+def _t2_tissue(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic canal with T2-like tissue outside it: air, dark muscle, a little bright fat."""
+    image, cord = synthetic_canal(t2=True, seed=seed)
+    rng = np.random.default_rng(seed)
+    outside = np.hypot(*np.meshgrid(np.arange(9) * SPACING[0] - 4 * SPACING[0], np.arange(120) * SPACING[2] - 30.0,
+                                    indexing="ij")) > 12.0
+    outside = np.broadcast_to(outside[:, None, :], image.shape)
+    tissue = rng.choice([10.0, 120.0, 600.0], size=image.shape, p=[0.3, 0.65, 0.05])  # air, muscle, fat
+    return np.where(outside, tissue + rng.normal(0, 5, image.shape), image).astype(np.float32), cord
+
+
+def test_t1_tissue_levels_brighten_tissue_outside_the_canal_only() -> None:
+    image, cord = _t2_tissue()
+    cord_signal = float(np.median(image[cord > 0]))
+    for seed in range(5):
+        out = t1_tissue_levels(image, cord, SPACING, np.random.default_rng(seed))
+        far = np.broadcast_to((np.abs(np.arange(120) * SPACING[2] - 30.0) > 25.0)[None, None, :], image.shape)
+        muscle = far & (image > 60) & (image < 300)
+        ratio = float(np.median(out[muscle])) / cord_signal
+        assert T1_TISSUE_TARGETS[0][0] - 0.05 <= ratio <= T1_TISSUE_TARGETS[1][1]  # muscle near the cord's level now
+        air = far & (image < AIR_LEVEL * cord_signal)
+        assert np.allclose(out[air], image[air], atol=1e-3)  # air kept
+        assert np.allclose(out[cord > 0], image[cord > 0], atol=1e-3)  # the cord and its canal untouched
+        fat = far & (image > 400)
+        assert float(out[fat].min()) > float(out[muscle].max())  # monotone: fat stays above muscle
+
+
+def test_anterior_posterior_window_holds_the_cord() -> None:
+    cord = np.zeros((5, 20, 600), np.uint8)
+    cord[:, :, 300:340] = 1
+    for seed in range(20):
+        window = anterior_posterior_window(cord, 0.5, np.random.default_rng(seed))
+        assert window.start <= 300 and window.stop >= 340 and 0 <= window.start and window.stop <= 600
+        assert AP_WINDOW_MM[0] / 0.5 - 1 <= window.stop - window.start <= AP_WINDOW_MM[1] / 0.5 + 1
+    wide = np.zeros((5, 20, 100), np.uint8)
+    wide[:, :, 10:95] = 1  # a cord wider than the widest window: the window grows to hold it
+    window = anterior_posterior_window(wide, 0.5, np.random.default_rng(0))
+    assert window.start <= 10 and window.stop >= 95
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real scans missing: {REAL_DATA}")

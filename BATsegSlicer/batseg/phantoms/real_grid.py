@@ -185,7 +185,7 @@ def t1_tissue_levels(array: np.ndarray, cord: np.ndarray, spacing_zyx: tuple[flo
     if top > knots_x[-1] + 1e-3:
         knots_x.append(top)
         knots_y.append(knots_y[-1] + (top - knots_x[-2]))  # above the 99th: slope 1, fat keeps its spread
-    remapped = np.interp(ratio, knots_x, knots_y) * cord_signal
+    remapped = np.where(ratio < AIR_LEVEL, ratio, np.interp(ratio, knots_x, knots_y)) * cord_signal
     return (array * canal + remapped * (1.0 - canal)).astype(np.float32)
 
 
