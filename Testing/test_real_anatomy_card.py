@@ -1,0 +1,43 @@
+"""The real-anatomy card's target verdicts (scripts/make_real_anatomy_card.py): a real T2 scan with a
+lesion passes only when it was warned as T2-weighted, and a T1 false lesion always fails."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))  # the card script imports make_model_card beside it
+spec = importlib.util.spec_from_file_location("make_real_anatomy_card", SCRIPTS / "make_real_anatomy_card.py")
+card = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(card)
+
+PHANTOMS = {"version": "0.7.0", "mean_dice": 0.69, "detection_tpr": 0.84, "type_accuracy": 0.97,
+            "detection_fpr": 0.40}
+SUMMARY = {"large_detected": 0.95, "large_type_accuracy": 0.85}
+
+
+def real(t1_lesions: int, t2_lesions: int, t2_warned: bool) -> dict:
+    t2 = {"lesions": t2_lesions, "contrast_warning": t2_warned}
+    return {"insertions": {"summary": SUMMARY},
+            "unaltered": {"sct_t1w": {"distributed": {"lesions": t1_lesions, "contrast_warning": False},
+                                      "resliced": {"lesions": 0, "contrast_warning": False}},
+                          "errsm_11_t2": {"distributed": t2, "resliced": {"lesions": 0, "contrast_warning": True}}}}
+
+
+def line(lines: str, start: str) -> str:
+    return next(text for text in lines.splitlines() if text.startswith(start))
+
+
+def test_a_warned_t2_lesion_meets_the_target_and_an_unwarned_one_does_not() -> None:
+    warned = card.target_lines(PHANTOMS, PHANTOMS, real(0, 1, True))
+    assert line(warned, "- 0 lesions or a contrast warning").endswith(", met")
+    silent = card.target_lines(PHANTOMS, PHANTOMS, real(0, 1, False))
+    assert "1 with a lesion and no warning" in silent and "**NOT met**" in line(silent, "- 0 lesions or a contrast")
+
+
+def test_a_false_lesion_on_a_real_t1_scan_fails_its_target() -> None:
+    lines = card.target_lines(PHANTOMS, PHANTOMS, real(1, 0, False))
+    assert "**NOT met**" in line(lines, "- 0 lesions on the unaltered real T1 scans")
+    assert line(lines, "- >= 90%").endswith(", met")
