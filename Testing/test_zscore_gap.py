@@ -62,3 +62,24 @@ def test_figures_per_background_of_a_written_data_set(tmp_path: Path) -> None:
 def test_a_folder_without_cord_masks_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no cordTr folder"):
         gap.dataset_figures(tmp_path)
+
+
+def test_n4_removes_a_smooth_multiplicative_bias() -> None:
+    """A uniform block under a 1.0-1.6 head-foot gain: N4 must leave it far flatter than it found it."""
+    flat = np.full((16, 48, 48), 100.0, np.float32)
+    flat[:, :, :6] = 0.0  # some background, as a scan has
+    gain = np.linspace(1.0, 1.6, 48, dtype=np.float32)[None, :, None]
+    biased = sitk.GetImageFromArray(flat * gain)
+    corrected = gap.standardised(biased, n4=True, gamma=None)
+    inside = flat > 0
+
+    def spread(values: np.ndarray) -> float:
+        return float(values[inside].std() / values[inside].mean())
+
+    assert spread(corrected) < 0.5 * spread(flat * gain)
+
+
+def test_gamma_works_on_the_unit_range() -> None:
+    image = sitk.GetImageFromArray(np.array([[[0.0, 50.0, 100.0]]], np.float32))
+    assert gap.standardised(image, n4=False, gamma=2.0).ravel() == pytest.approx([0.0, 0.25, 1.0])
+    assert gap.standardised(image, n4=False, gamma=None).ravel() == pytest.approx([0.0, 50.0, 100.0])
