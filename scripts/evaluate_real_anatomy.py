@@ -103,7 +103,7 @@ def unaltered_figures(model: Path, folder: Path, out: Path) -> dict[str, Any]:
             name = report.name[: -len(".report.json")]
             found.setdefault(name, {})[kind] = {
                 "lesions": data["lesion_count"],
-                "volumes_mm3": [round(l.get("volume_mm3", 0.0), 1) for l in data["lesions"]],
+                "volumes_mm3": [round(1000.0 * lesion["volume_cm3"], 1) for lesion in data["lesions"]],
                 "contrast_warning": any("T2" in w for w in data.get("warnings", [])),
                 "fluid_to_cord_ratio": (data.get("contrast_check") or {}).get("fluid_to_cord_ratio"),
                 "warnings": data.get("warnings", [])}
