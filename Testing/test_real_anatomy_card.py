@@ -41,3 +41,13 @@ def test_a_false_lesion_on_a_real_t1_scan_fails_its_target() -> None:
     lines = card.target_lines(PHANTOMS, PHANTOMS, real(1, 0, False))
     assert "**NOT met**" in line(lines, "- 0 lesions on the unaltered real T1 scans")
     assert line(lines, "- >= 90%").endswith(", met")
+
+
+def test_the_phantom_target_is_0_6_0s_figures_with_fewer_false_lesions() -> None:
+    lines = card.target_lines(PHANTOMS, PHANTOMS, real(0, 0, False))
+    target = line(lines, "- held-out phantoms no worse than 0.6.0")
+    assert "mean Dice 69.3 -> 69.0 %" in target and "**NOT met**" in target  # Dice and detection below 0.6.0
+    better = {**PHANTOMS, "mean_dice": 0.70, "detection_tpr": 0.87, "detection_fpr": 0.30}
+    assert card.target_lines(PHANTOMS, better, real(0, 0, False)).count(", met") >= 2
+    assert line(card.target_lines(PHANTOMS, better, real(0, 0, False)), "- held-out phantoms").endswith(", met")
+    assert "met" not in line(lines, "- and against the parent 0.7.0").split("%")[-1]

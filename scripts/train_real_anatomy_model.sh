@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Rebuilds the shipped model 0.7.0 and every figure of its card: the parent (0.6.0, trained on
-# phantoms) fine-tuned on synthetic lesions inserted into real healthy scans, with phantoms replayed.
+# Rebuilds a model fine-tuned on synthetic lesions inserted into real healthy scans, with phantoms
+# replayed, and every figure of its card. With the defaults: 0.7.0 from 0.6.0 (trained on phantoms).
 #
 #   bash scripts/train_real_anatomy_model.sh [WORK_DIR]        (default work_tmp/real_anatomy)
+#
+# The shipped 0.8.0 is 0.7.0 fine-tuned again on a draw whose T2 backgrounds also have T1 tissue
+# levels and tight fields of view (its card; 0.7.0 comes from git history):
+#   git show c2723a2:BATsegSlicer/Resources/Models/batseg-light-synthetic-0.7.0.batseg > WORK_DIR.0.7.0.batseg
+#   PARENT=WORK_DIR.0.7.0.batseg VERSION=0.8.0 TRAIN_SEED=4 \
+#     TRAIN_OPTS="--t1-tissue-share 0.7 --ap-window-share 0.6" bash scripts/train_real_anatomy_model.sh WORK_DIR
 #
 # Needs ../shared/data/real-spine-mri beside the repository. Knobs (environment): EPOCHS (50), ITERS
 # (50), LR (0.003), VERSION (0.7.0), PARENT (default: 0.6.0 from git history), DEVICE (cpu), FORCE=1 to
