@@ -4,6 +4,7 @@ lesion passes only when it was warned as T2-weighted, and a T1 false lesion alwa
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -51,3 +52,13 @@ def test_the_phantom_target_is_0_6_0s_figures_with_fewer_false_lesions() -> None
     assert card.target_lines(PHANTOMS, better, real(0, 0, False)).count(", met") >= 2
     assert line(card.target_lines(PHANTOMS, better, real(0, 0, False)), "- held-out phantoms").endswith(", met")
     assert "met" not in line(lines, "- and against the parent 0.7.0").split("%")[-1]
+
+
+def test_no_machine_folder_survives_in_the_lineage(tmp_path: Path) -> None:
+    work = tmp_path / "r20"
+    data = {"sources": [f"{work.resolve()}/real_train/D511", "WORK_DIR/phantoms/D501"], "num_cases": 380,
+            "original": {"sources": [f"{work.resolve()}/phantoms/D501"], "phantoms": {"seed": 2026}},
+            "rounds": [{"model": "m 0.8.0", "sources": [f"{work.resolve()}/real_train/D511"], "num_cases": 240}]}
+    portable = card.portable_paths(data, work)
+    assert str(tmp_path) not in json.dumps(portable)
+    assert portable["rounds"][0]["sources"] == ["WORK_DIR/real_train/D511"] and portable["num_cases"] == 380

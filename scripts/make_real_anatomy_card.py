@@ -305,6 +305,15 @@ def portable_command(command: list[str], work: Path) -> list[str]:
     return [part.replace(work_abs, "WORK_DIR").replace(str(work), "WORK_DIR").replace(repo, "") for part in command]
 
 
+def portable_paths(value: Any, work: Path) -> Any:
+    """`value` (a manifest section) with every string's machine folders replaced as portable_command does."""
+    if isinstance(value, dict):
+        return {key: portable_paths(item, work) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(item, work) for item in value]
+    return portable_command([value], work)[0] if isinstance(value, str) else value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -335,7 +344,7 @@ def main() -> None:
     source = args.work / f"{args.name}-tuned.batseg"
     manifest = read_manifest(source)
     training = dict(manifest["training"], command=portable_command(manifest["training"]["command"], args.work))
-    training["data"] = dict(training["data"], sources=portable_command(training["data"].get("sources", []), args.work))
+    training["data"] = portable_paths(training["data"], args.work)  # sources, the lineage's original and rounds
     metrics = {"held_out_phantoms": child, "held_out_real_backgrounds": child_real["insertions"]["summary"],
                "unaltered_real_scans": child_real["unaltered"], "parent_held_out_phantoms": parent,
                "parent_held_out_real_backgrounds": parent_real["insertions"]["summary"]}
@@ -352,7 +361,9 @@ def main() -> None:
                   "validation phantoms (`batseg phantom -n 20 --seed 11`, neither training nor test cases)",
                   "validation cases (20 phantoms of `batseg phantom -n 20 --seed 11` and 24 real-background "
                   "insertions of `make_real_insertions.py --seed 3` on the training subjects; no test case)")}
+    # nnU-Net's plans carry the training command too (batseg_training): the same folders, made portable.
     with_manifest_updates(source, {"metrics": metrics, "version": args.version, "training": training,
+                                   "nnunet": portable_paths(manifest["nnunet"], args.work),
                                    "disclaimer": DISCLAIMER, "default": True}, target, overwrite=True)
     card = MODELS / f"{args.name}-{args.version}.md"
     card.write_text(card_text(args, read_manifest(target), target, tables, child))
