@@ -45,8 +45,9 @@ if not STARTUP_PROBLEM:
     from BATsegSlicerLib.panel_state import DEVICE_LABELS, PanelState, ShownResult, device_at, device_index
     from BATsegSlicerLib.run_summary import status_html
 
-DISCLAIMER = ("Research software. The shipped model is trained on synthetic phantoms only; "
-              "it is not a medical device and is not for clinical use.")
+DISCLAIMER = ("Research software. The shipped model is trained on synthetic data only (phantoms, and "
+              "synthetic lesions painted into real healthy scans); it has never seen a real tumour, is not a "
+              "medical device and is not for clinical use.")
 
 
 class BATsegSlicer(ScriptedLoadableModule):

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batseg",
         description="BATseg: boundary-aware spinal cord tumour segmentation (research software; "
-        "the shipped model is trained on synthetic phantoms only and is not for clinical use).",
+        "the shipped model is trained on synthetic data only: phantoms, and synthetic lesions painted into "
+        "real healthy scans; not for clinical use).",
     )
     parser.add_argument("--version", action="version", version=f"batseg {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

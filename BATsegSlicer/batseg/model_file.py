@@ -34,8 +34,8 @@ WEIGHTS_MEMBER = "weights.safetensors"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 DISCLAIMER = (
-    "Research software. This model is trained on synthetic phantoms only; it is not a medical "
-    "device and is not for clinical use."
+    "Research software. This model is trained on synthetic data only (computer-made phantoms, or synthetic "
+    "lesions painted into real healthy scans); it is not a medical device and is not for clinical use."
 )
 
 # Keys every manifest must carry, and the nested keys the engine relies on.
