@@ -343,8 +343,7 @@ def main() -> None:
     child_real["training_backgrounds"] = ["sct_t2", "errsm_11_t2", "errsm_18_t2", "errsm_21_t2"]
     source = args.work / f"{args.name}-tuned.batseg"
     manifest = read_manifest(source)
-    training = dict(manifest["training"], command=portable_command(manifest["training"]["command"], args.work))
-    training["data"] = portable_paths(training["data"], args.work)  # sources, the lineage's original and rounds
+    training = portable_paths(manifest["training"], args.work)  # its command, sources, the lineage's rounds
     metrics = {"held_out_phantoms": child, "held_out_real_backgrounds": child_real["insertions"]["summary"],
                "unaltered_real_scans": child_real["unaltered"], "parent_held_out_phantoms": parent,
                "parent_held_out_real_backgrounds": parent_real["insertions"]["summary"]}
