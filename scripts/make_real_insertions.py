@@ -51,6 +51,20 @@ UNALTERED = {**{k: v[:2] for k, v in BACKGROUNDS.items()},
 TYPES = (1, 2, 3, 4)
 
 
+def lesion_type(index: int, backgrounds: int, by_background: bool = False) -> int:
+    """The tumour type painted into case `index` of a split cycling over `backgrounds` backgrounds.
+
+    0.7.0 and 0.8.0 were trained and measured with `by_background`: the type cycled with the case
+    index like the background did, so with 4 training backgrounds each always carried the same
+    type (sct_t2 meningioma, errsm_11 ependymoma, ...) and with the 2 held-out ones sct_t1w had
+    only meningiomas and astrocytomas: the network could read the type off the anatomy, and the
+    held-out figures per type were figures per background. The default steps the type once per
+    round of backgrounds, so every background carries every type in equal numbers."""
+    if by_background:
+        return TYPES[index % len(TYPES)]
+    return TYPES[(index // backgrounds) % len(TYPES)]
+
+
 def _read(name: str, paths: tuple[str, str]) -> tuple[sitk.Image, sitk.Image]:
     scan, mask = (REAL / p for p in paths)
     if not scan.is_file():
@@ -90,11 +104,12 @@ def _on_grid(array: np.ndarray, reference: sitk.Image, pixel: int) -> sitk.Image
     return image
 
 
-def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: float,
+def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: float, tumour: int,
               negatives: NegativeGrid | None = None, contrast: Contrast | None = None
               ) -> tuple[sitk.Image, sitk.Image, sitk.Image, dict]:
-    """One case on `name`'s background (module docstring); `negatives` says how T2 negatives are
-    cut, `contrast` how T2 backgrounds are made T1-like."""
+    """One case on `name`'s background (module docstring) with a lesion of type `tumour` unless it
+    is drawn healthy; `negatives` says how T2 negatives are cut, `contrast` how T2 backgrounds are
+    made T1-like."""
     negatives, contrast = negatives or NegativeGrid(), contrast or Contrast()
     rng = np.random.default_rng([seed, index])
     scan, mask = _read(name, BACKGROUNDS[name][:2])
@@ -131,7 +146,7 @@ def make_case(name: str, index: int, seed: int, t2_negative: float, healthy: flo
         if draw < t2_negative + healthy or not cord.any():
             meta["role"] = "healthy"
         else:
-            inserted = insert_lesion(image, cord, spacing, TYPES[index % 4], rng)
+            inserted = insert_lesion(image, cord, spacing, tumour, rng)
             image, label, cord = inserted.image, inserted.label, inserted.cord
             meta.update(role="lesion", lesions=inserted.lesions)
     return (_on_grid(image, reference, sitk.sitkFloat32), _on_grid(label, reference, sitk.sitkUInt8),
@@ -150,7 +165,7 @@ DEFAULT_NAMES = {"train": "Dataset511_BATsegRealInsertTrain", "test": "Dataset51
 
 def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float, healthy: float,
                 name: str | None = None, negatives: NegativeGrid | None = None,
-                contrast: Contrast | None = None) -> None:
+                contrast: Contrast | None = None, types_by_background: bool = False) -> None:
     folder = out / (name or DEFAULT_NAMES[split])
     names = TRAIN if split == "train" else HELD_OUT
     metas = {}
@@ -158,13 +173,16 @@ def write_split(out: Path, split: str, cases: int, seed: int, t2_negative: float
         name = names[index % len(names)]
         # No "_NNNN" ending: nnU-Net reads "CASE_0000" as case CASE, channel 0.
         case = f"real{split}{index:04d}"
-        image, label, cord, meta = make_case(name, index + 1000 * seed, seed, t2_negative, healthy, negatives, contrast)
+        tumour = lesion_type(index, len(names), types_by_background)
+        image, label, cord, meta = make_case(name, index + 1000 * seed, seed, t2_negative, healthy, tumour,
+                                             negatives, contrast)
         _write(folder, case, image, label, cord)
         metas[case] = meta
         print(f"{case}: {name} {meta['role']} {meta.get('lesions', '')}", flush=True)
     description = (f"Synthetic lesions inserted into real healthy spinal MRI ({', '.join(names)}), "
                    "resliced to random clinical sagittal grids: synthetic lesions, not for clinical use.")
     (folder / "insertions.json").write_text(json.dumps({"seed": seed, "split": split, "backgrounds": list(names),
+                                                        "types_by_background": types_by_background,
                                                         "held_out": list(HELD_OUT), "cases": metas}, indent=1))
     (folder / "dataset.json").write_text(json.dumps(_dataset_json(cases, description), indent=1))
 
@@ -201,6 +219,9 @@ def main() -> None:
     parser.add_argument("--ap-window-share", type=float, default=0.0,
                         help="share of cases cut to a random 40-150 mm anterior-posterior window around the cord "
                              "(default 0, as for 0.7.0)")
+    parser.add_argument("--types-by-background", action="store_true",
+                        help="pair each tumour type with the same backgrounds, as the data of 0.7.0 and 0.8.0 were "
+                             "made (lesion_type; default: every background carries every type)")
     args = parser.parse_args()
     if args.split == "unaltered":
         write_unaltered(args.out)
@@ -209,7 +230,7 @@ def main() -> None:
         healthy = args.healthy_fraction if args.split == "train" else 0.0
         write_split(args.out, args.split, args.cases, args.seed, negative, healthy, args.name,
                     NegativeGrid(args.negative_whole_fov, args.negative_native_share),
-                    Contrast(args.t1_tissue_share, args.ap_window_share))
+                    Contrast(args.t1_tissue_share, args.ap_window_share), args.types_by_background)
 
 
 if __name__ == "__main__":

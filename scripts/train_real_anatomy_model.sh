@@ -4,16 +4,19 @@
 #
 #   bash scripts/train_real_anatomy_model.sh [WORK_DIR]        (default work_tmp/real_anatomy)
 #
-# The shipped 0.8.0 is 0.7.0 fine-tuned again on a draw whose T2 backgrounds also have T1 tissue
-# levels and tight fields of view (its card; 0.7.0 comes from git history):
+# 0.8.0 is 0.7.0 fine-tuned again on a draw whose T2 backgrounds also have T1 tissue levels and
+# tight fields of view; both were made with each tumour type tied to backgrounds (TYPES_BY_BACKGROUND=1,
+# make_real_insertions.lesion_type); 0.7.0 comes from git history:
 #   git show c2723a2:BATsegSlicer/Resources/Models/batseg-light-synthetic-0.7.0.batseg > WORK_DIR.0.7.0.batseg
-#   PARENT=WORK_DIR.0.7.0.batseg VERSION=0.8.0 TRAIN_SEED=4 \
+#   PARENT=WORK_DIR.0.7.0.batseg VERSION=0.8.0 TRAIN_SEED=4 TYPES_BY_BACKGROUND=1 \
 #     TRAIN_OPTS="--t1-tissue-share 0.7 --ap-window-share 0.6" bash scripts/train_real_anatomy_model.sh WORK_DIR
 #
 # Needs ../shared/data/real-spine-mri beside the repository. Knobs (environment): EPOCHS (50), ITERS
 # (50), LR (0.003), VERSION (0.7.0), PARENT (default: 0.6.0 from git history), DEVICE (cpu), FORCE=1 to
 # replace a shipped file of that version, CARD=0 to stop before the card; the real training split: TRAIN_SEED (1), TRAIN_CASES (240),
-# TRAIN_OPTS (extra options of make_real_insertions.py; default "": T2 negatives 15%, cropped to the cord). Backgrounds sct_t1w and errsm_24 never enter training
+# TRAIN_OPTS (extra options of make_real_insertions.py; default "": T2 negatives 15%, cropped to the cord),
+# TYPES_BY_BACKGROUND=1 for the type-to-background pairing of 0.7.0 and 0.8.0 in all three real splits;
+# PHANTOM_CASES (140): phantoms replayed. Backgrounds sct_t1w and errsm_24 never enter training
 # (scripts/make_real_insertions.py, HELD_OUT). A step whose output exists is skipped (a rerun
 # continues where one stopped); delete WORK_DIR to start over.
 set -euo pipefail
@@ -42,7 +45,7 @@ phantoms() {  # $1 folder, $2 dataset name, $3.. options
   local out=$1 name=$2; shift 2
   [ -f "$out/$name/dataset.json" ] || batseg phantom -o "$out" --name "$name" --workers 2 --progress quiet "$@"
 }
-phantoms "$W/phantoms" Dataset501_BATsegPhantoms -n 140 --seed 2026 --t2-negative-fraction 0.125
+phantoms "$W/phantoms" Dataset501_BATsegPhantoms -n "${PHANTOM_CASES:-140}" --seed 2026 --t2-negative-fraction 0.125
 phantoms "$W/phval" Dataset503_BATsegPhantomsVal -n 20 --seed 11
 phantoms "$W/test" Dataset502_BATsegPhantomsTest -n 40 --seed 7
 phantoms "$W/t2test" Dataset505_BATsegPhantomsT2Test -n 10 --seed 8 --healthy-fraction 0 --t2-negative-fraction 1
@@ -50,16 +53,19 @@ insert() {  # $1 folder, $2 dataset name, $3.. options
   local out=$1 name=$2; shift 2
   [ -f "$out/$name/dataset.json" ] || python scripts/make_real_insertions.py --out "$out" --name "$name" "$@" > "$out.log"
 }
-# shellcheck disable=SC2086  # TRAIN_OPTS is a list of options
-insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n "${TRAIN_CASES:-240}" --seed "${TRAIN_SEED:-1}" ${TRAIN_OPTS:-}
-insert "$W/real_val" Dataset513_BATsegRealInsertVal --split train -n 24 --seed 3
-insert "$W/real_test" Dataset512_BATsegRealInsertTest --split test -n 48 --seed 2
+PAIRING=${TYPES_BY_BACKGROUND:+--types-by-background}
+# shellcheck disable=SC2086  # TRAIN_OPTS is a list of options; PAIRING one option or none
+insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n "${TRAIN_CASES:-240}" --seed "${TRAIN_SEED:-1}" ${TRAIN_OPTS:-} $PAIRING
+# shellcheck disable=SC2086
+insert "$W/real_val" Dataset513_BATsegRealInsertVal --split train -n 24 --seed 3 $PAIRING
+# shellcheck disable=SC2086
+insert "$W/real_test" Dataset512_BATsegRealInsertTest --split test -n 48 --seed 2 $PAIRING
 [ -d "$W/real_unaltered/resliced" ] || python scripts/make_real_insertions.py --out "$W/real_unaltered" --split unaltered
 [ -f "$W/val/Dataset514_BATsegMixVal/dataset.json" ] || python scripts/link_datasets.py -o "$W/val/Dataset514_BATsegMixVal" \
   "$W/real_val/Dataset513_BATsegRealInsertVal" "$W/phval/Dataset503_BATsegPhantomsVal"
 
 # 2. Fine-tune the parent on the real-background cases, with the phantoms replayed (the real cases
-#    are the "new" data: 240 real + 140 phantoms).
+#    are the "new" data: 240 real + PHANTOM_CASES phantoms).
 [ -f "$W/$NAME.batseg" ] || OMP_NUM_THREADS=$(nproc) nnUNet_n_proc_DA=1 batseg train --finetune-from "$PARENT" \
   --data "$W/real_train/Dataset511_BATsegRealInsertTrain" --replay-data "$W/phantoms/Dataset501_BATsegPhantoms" \
   --output "$W/$NAME.batseg" --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" --val-iterations 5 --batch-size 4 \
