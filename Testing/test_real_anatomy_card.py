@@ -62,3 +62,17 @@ def test_no_machine_folder_survives_in_the_lineage(tmp_path: Path) -> None:
     portable = card.portable_paths(data, work)
     assert str(tmp_path) not in json.dumps(portable)
     assert portable["rounds"][0]["sources"] == ["WORK_DIR/real_train/D511"] and portable["num_cases"] == 380
+
+
+def test_the_card_reads_the_type_pairing_and_the_phantom_count_from_the_data(tmp_path: Path) -> None:
+    for split, record in (("real_train", {"cases": {}}), ("real_test", {"types_by_background": False, "cases": {}})):
+        (tmp_path / split / "D51x").mkdir(parents=True)
+        (tmp_path / split / "D51x" / "insertions.json").write_text(json.dumps(record))
+    (tmp_path / "phantoms" / "D501").mkdir(parents=True)
+    (tmp_path / "phantoms" / "D501" / "dataset.json").write_text(json.dumps({"numTraining": 280}))
+    # A record written before the option existed tied types to backgrounds.
+    assert card.split_pairing(tmp_path, "real_train") is True
+    assert card.split_pairing(tmp_path, "real_test") is False
+    assert card.phantom_cases(tmp_path) == 280
+    assert "sct_t1w` only meningiomas and astrocytomas" in card.pairing_words(True)
+    assert card.pairing_words(False) == "every background carrying every type in equal numbers"

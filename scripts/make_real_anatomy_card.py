@@ -194,18 +194,19 @@ Targets of issue 13 for this model:
 
 ## Training data
 
-Synthetic lesions only. {args.real_cases + 140} training cases:
-- {args.real_cases} cases on **real healthy backgrounds** (`python scripts/make_real_insertions.py --split train -n {args.real_cases} --seed {args.train_seed}{(' ' + args.train_opts) if args.train_opts else ''}`):
+Synthetic lesions only. {args.real_cases + args.phantom_cases} training cases:
+- {args.real_cases} cases on **real healthy backgrounds** (`python scripts/make_real_insertions.py --split train -n {args.real_cases} --seed {args.train_seed}{(' ' + args.train_opts) if args.train_opts else ''}{' --types-by-background' if args.train_pairing else ''}`):
   the subjects `sct_t2`, `errsm_11`, `errsm_18`, `errsm_21` of `../shared/data/real-spine-mri` (T2-weighted, 1 mm),
   each case resliced to a random clinical sagittal grid (0.4-0.8 mm in-plane, 3.0-4.2 mm slices, tilt up to 6
-  degrees, 60-100% of the head-foot extent); {args.roles}. The lesion geometry, signal and
+  degrees, 60-100% of the head-foot extent); {args.roles}; {pairing_words(args.train_pairing)}. The lesion geometry, signal and
   companions follow METHOD.md section 6 relative to the manual cord mask (insertion.py's docstring lists what is not
   modelled: no cord displacement or expansion beyond the lesion, no flow voids or dural tails).
-- 140 **phantoms** (`batseg phantom -n 140 --seed 2026 --t2-negative-fraction 0.125`), replayed so the phantom
+- {args.phantom_cases} **phantoms** (`batseg phantom -n {args.phantom_cases} --seed 2026 --t2-negative-fraction 0.125`), replayed so the phantom
   domain is not forgotten.
 
 Held out: 48 lesions inserted into `sct_t1w` (real T1, no contrast) and `errsm_24` (T2 made T1-like),
-12 per type (`--split test -n 48 --seed 2`); the 40 + 10 held-out phantoms of 0.6.0's card (seeds 7 and 8).
+12 per type, {pairing_words(args.test_pairing)} (`--split test -n 48 --seed 2{' --types-by-background' if args.test_pairing else ''}`);
+the 40 + 10 held-out phantoms of 0.6.0's card (seeds 7 and 8).
 {held_out_commit_note(args)}
 
 ## Training
@@ -249,17 +250,43 @@ series or BIDS sidecar whose echo time says T2 gives one too (`batseg/acquisitio
 """
 
 
+def pairing_words(types_by_background: bool) -> str:
+    """How a real split spread the tumour types over its backgrounds (make_real_insertions.lesion_type)."""
+    if types_by_background:
+        return ("each type tied to backgrounds as the case index cycled both (on the training subjects one type per "
+                "subject; held out, `sct_t1w` only meningiomas and astrocytomas)")
+    return "every background carrying every type in equal numbers"
+
+
+def split_pairing(work: Path, split: str) -> bool:
+    """Whether the real split `split` (real_train, real_test) tied types to backgrounds; older records did."""
+    import json
+
+    record = json.loads(next((work / split).glob("*/insertions.json")).read_text())
+    return bool(record.get("types_by_background", True))
+
+
+def phantom_cases(work: Path) -> int:
+    """How many phantoms were replayed (the phantom training set's case count)."""
+    import json
+
+    return int(json.loads(next((work / "phantoms").glob("*/dataset.json")).read_text())["numTraining"])
+
+
 def held_out_commit_note(args: argparse.Namespace) -> str:
     """Where the held-out insertions come from: 0.7.0's were drawn before a fix of the generator."""
     if args.parent_phantoms_only:
         return ("The held-out insertion data were generated at commit fb1afb9; the generator was corrected after "
                 "that (a tilted grid no longer has empty corners, a meningioma's label never takes a cord voxel), so "
                 "a rerun at a later commit draws slightly different held-out cases.")
-    return (f"All data, held-out cases included, were generated at commit `{args.commit}`; the parent is scored on "
-            "them by the same commands, so both columns compare the same cases under the same code. The parent's own "
-            "card scored it on a draw made at commit fb1afb9, before a fix of the generator (tilted grids then had "
-            "zero wedges in their corners, which shift the whole-scan z-score); on this draw it scores lower. "
-            "`docs/real_anatomy.md` compares both models on both draws.")
+    note = (f"All data, held-out cases included, were generated at commit `{args.commit}`; the parent is scored on "
+            "them by the same commands, so both columns compare the same cases under the same code. ")
+    if args.parent_version == "0.7.0":
+        return note + ("The parent's own card scored it on a draw made at commit fb1afb9, before a fix of the generator "
+                       "(tilted grids then had zero wedges in their corners, which shift the whole-scan z-score); on "
+                       "this draw it scores lower. `docs/real_anatomy.md` compares both models on both draws.")
+    return note + ("The parent's own card scored it on a different held-out draw; its figures there and here differ, "
+                   "and only the columns of this card compare like with like (`docs/real_anatomy.md`).")
 
 
 def what_changed(args: argparse.Namespace) -> str:
@@ -271,7 +298,8 @@ def what_changed(args: argparse.Namespace) -> str:
                 "scans (`batseg/phantoms/insertion.py`, `batseg/phantoms/real_grid.py`), with phantoms replayed.")
     return (f"{args.parent_version} was already fine-tuned on synthetic lesions in real healthy scans. This model is "
             f"{args.parent_version} fine-tuned again on a new draw of such cases (seed {args.train_seed}, options "
-            f"`{args.train_opts or 'the defaults'}`), with phantoms replayed: {args.roles}.")
+            f"`{args.train_opts or 'the defaults'}`, {pairing_words(args.train_pairing)}), with "
+            f"{args.phantom_cases} phantoms replayed: {args.roles}.")
 
 
 def training_roles(work: Path, train_opts: str) -> tuple[int, str]:
@@ -338,6 +366,8 @@ def main() -> None:
                           f"the parent is the shipped `{parent_manifest.get('name')}-{args.parent_version}.batseg` "
                           "of that commit")
     args.real_cases, args.roles = training_roles(args.work, args.train_opts)
+    args.train_pairing, args.test_pairing = split_pairing(args.work, "real_train"), split_pairing(args.work, "real_test")
+    args.phantom_cases = phantom_cases(args.work)
     parent, child = _phantoms(args.work, "parent"), _phantoms(args.work, args.name)
     parent_real, child_real = _real(args.work, "parent"), _real(args.work, args.name)
     child_real["training_backgrounds"] = ["sct_t2", "errsm_11_t2", "errsm_18_t2", "errsm_21_t2"]
