@@ -33,3 +33,23 @@ def test_unaltered_figures_read_counts_volumes_and_warnings(tmp_path: Path, monk
     assert found["scan_t2"]["distributed"]["fluid_to_cord_ratio"] == 1.5
     assert found["scan_t2"]["resliced"] == {"lesions": 0, "volumes_mm3": [], "contrast_warning": False,
                                             "fluid_to_cord_ratio": None, "warnings": []}
+
+
+def _row(background: str, kind: str, volume: float, detected: bool, dice: float) -> dict:
+    return {"background": background, "type": kind, "volume_mm3": volume, "detected": detected,
+            "typed_right": detected, "false_lesions": 0, "dice": dice}
+
+
+def test_figures_per_type_within_each_background() -> None:
+    rows = [_row("sct_t1w", "astrocytoma", 900.0, False, 0.0), _row("sct_t1w", "astrocytoma", 800.0, True, 0.5),
+            _row("sct_t1w", "ependymoma", 300.0, True, 0.7), _row("errsm_24_t2", "astrocytoma", 900.0, True, 0.6)]
+    summary = real._summarise(rows)
+    astro = summary["by_background"]["sct_t1w"]["per_type"]["astrocytoma"]
+    assert astro == {"lesions": 2, "large_lesions": 2, "large_detected": 0.5, "dice": 0.25}
+    ependymoma = summary["by_background"]["sct_t1w"]["per_type"]["ependymoma"]
+    assert ependymoma["large_lesions"] == 0 and ependymoma["large_detected"] is None  # too small to count
+    assert summary["by_background"]["errsm_24_t2"]["per_type"]["meningioma"]["lesions"] == 0
+    table = real.per_type_table(summary)
+    assert "| sct_t1w | astrocytoma | 50% of 2 | 0.25 |" in table
+    assert "| sct_t1w | ependymoma | n/a of 0 | 0.70 |" in table
+    assert not any("meningioma" in line for line in table)  # no row for a type a background does not carry

@@ -67,6 +67,18 @@ def _rate(hits: list[bool]) -> float | None:
     return sum(hits) / len(hits) if hits else None
 
 
+def _per_type(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per tumour type: lesions, lesions >= 0.5 cm3, their detection and the mean Dice (None where none)."""
+    figures = {}
+    for key in TYPES:
+        own = [r for r in rows if r["type"] == key]
+        large = [r for r in own if r["volume_mm3"] >= LARGE_MM3]
+        figures[key] = {"lesions": len(own), "large_lesions": len(large),
+                        "large_detected": _rate([r["detected"] for r in large]),
+                        "dice": sum(r["dice"] for r in own) / len(own) if own else None}
+    return figures
+
+
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     large = [r for r in rows if r["volume_mm3"] >= LARGE_MM3]
     summary: dict[str, Any] = {
@@ -89,7 +101,9 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary["by_background"][background] = {
             "lesions": len(own), "detected": _rate([r["detected"] for r in own]),
             "large_detected": _rate([r["detected"] for r in own_large]),
-            "large_type_accuracy": _rate([r["typed_right"] for r in own_large if r["detected"]])}
+            "large_type_accuracy": _rate([r["typed_right"] for r in own_large if r["detected"]]),
+            # Per type within a background: a type's figure is not a background's in disguise.
+            "per_type": _per_type(own)}
     return summary
 
 
@@ -114,6 +128,17 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
+def per_type_table(summary: dict[str, Any]) -> list[str]:
+    """Lines of a table per held-out background and type: lesions >= 0.5 cm3 detected, and Dice."""
+    lines = ["", "| background | type | >= 0.5 cm3 detected | Dice |", "|---|---|---|---|"]
+    for background, b in summary["by_background"].items():
+        for key, t in (b.get("per_type") or {}).items():
+            if t["lesions"]:
+                dice = "n/a" if t["dice"] is None else f"{t['dice']:.2f}"
+                lines.append(f"| {background} | {key} | {_pct(t['large_detected'])} of {t['large_lesions']} | {dice} |")
+    return lines
+
+
 def markdown(model: Path, insert: dict[str, Any], unaltered: dict[str, Any]) -> str:
     s = insert["summary"]
     lines = [f"Model: {model.name}", "",
@@ -126,6 +151,7 @@ def markdown(model: Path, insert: dict[str, Any], unaltered: dict[str, Any]) -> 
     for background, b in s["by_background"].items():
         lines.append(f"| {background}: detected / >= 0.5 cm3 detected / typed right | "
                      f"{_pct(b['detected'])} / {_pct(b['large_detected'])} / {_pct(b['large_type_accuracy'])} |")
+    lines += per_type_table(s)
     lines += ["", "| unaltered real scan | lesions as distributed | lesions resliced | T2 warning (distributed / resliced) |",
               "|---|---|---|---|"]
     for name, kinds in unaltered.items():
