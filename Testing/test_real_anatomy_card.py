@@ -76,3 +76,14 @@ def test_the_card_reads_the_type_pairing_and_the_phantom_count_from_the_data(tmp
     assert card.phantom_cases(tmp_path) == 280
     assert "sct_t1w` only meningiomas and astrocytomas" in card.pairing_words(True)
     assert card.pairing_words(False) == "every background carrying every type in equal numbers"
+
+
+def test_the_per_background_type_table_compares_parent_and_child() -> None:
+    def figures(detected: float, dice: float) -> dict:
+        kinds = {"astrocytoma": {"lesions": 6, "large_lesions": 5, "large_detected": detected, "dice": dice},
+                 "meningioma": {"lesions": 0, "large_lesions": 0, "large_detected": None, "dice": None}}
+        return {"insertions": {"summary": {"by_background": {"sct_t1w": {"per_type": kinds}}}}}
+
+    table = card.background_type_table(figures(0.2, 0.03), figures(0.6, 0.31))
+    assert "| sct_t1w | astrocytoma | 6 (5) | 20.0 / 60.0 % | 3.0 / 31.0 % |" in table
+    assert "meningioma" not in table  # a type the background does not carry gets no row

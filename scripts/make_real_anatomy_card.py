@@ -81,6 +81,22 @@ def background_table(parent_real: dict, child_real: dict) -> str:
     return "\n".join(rows)
 
 
+def background_type_table(parent_real: dict, child_real: dict) -> str:
+    """Per held-out background and tumour type: detection of lesions >= 0.5 cm3 and Dice, parent / this model."""
+    rows = ["| held-out background | type | lesions (>= 0.5 cm3) | >= 0.5 cm3 detected (parent / this) | "
+            "Dice (parent / this) |", "|---|---|---|---|---|"]
+    for name, c in child_real["insertions"]["summary"]["by_background"].items():
+        before = parent_real["insertions"]["summary"]["by_background"][name].get("per_type", {})
+        for kind, t in c.get("per_type", {}).items():
+            if not t["lesions"]:
+                continue
+            b = before.get(kind, {})
+            rows.append(f"| {name} | {kind} | {t['lesions']} ({t['large_lesions']}) | "
+                        f"{pct(b.get('large_detected'))} / {pct(t['large_detected'])} % | "
+                        f"{pct(b.get('dice'))} / {pct(t['dice'])} % |")
+    return "\n".join(rows)
+
+
 def unaltered_table(parent_real: dict, child_real: dict) -> str:
     rows = ["| real scan (no lesion) | in training? | lesions as distributed (parent / this) | "
             "lesions on a 0.5 x 0.5 x 3.6 mm sagittal grid (parent / this) | T2 warning (distributed / resliced) |",
@@ -185,6 +201,8 @@ Per held-out background (the two subjects kept out of training entirely: `sct_t1
 scan with a cord mask, and `errsm_24`, a T2 scan made T1-like):
 
 {tables['backgrounds']}
+
+{tables['background_types']}
 
 {tables['regressions']}
 
@@ -383,6 +401,7 @@ def main() -> None:
     # The tables first: a failure there must not leave a model file without its card.
     tables = {"before_after": before_after_table(parent, child, parent_real, child_real),
               "backgrounds": background_table(parent_real, child_real),
+              "background_types": background_type_table(parent_real, child_real),
               "unaltered": unaltered_table(parent_real, child_real),
               "targets": target_lines(parent, child, child_real),
               "regressions": regressions(parent, child),
