@@ -21,9 +21,10 @@ phantoms() {  # OUT_DIR NAME OPTIONS...
   local out=$1 name=$2; shift 2
   [ -f "$out/$name/dataset.json" ] || batseg phantom -o "$out" --name "$name" --workers 2 --progress quiet "$@"
 }
-insert() {  # OUT_DIR NAME OPTIONS...
+insert() {  # OUT_DIR NAME OPTIONS...  (the shipped locator's data tied tumour types to backgrounds)
   local out=$1 name=$2; shift 2
-  [ -f "$out/$name/dataset.json" ] || python scripts/make_real_insertions.py --out "$out" --name "$name" "$@" > "$out.log"
+  [ -f "$out/$name/dataset.json" ] || python scripts/make_real_insertions.py --out "$out" --name "$name" \
+    --types-by-background "$@" > "$out.log"
 }
 phantoms "$W/phantoms" Dataset501_BATsegPhantoms -n 140 --seed 2026 --t2-negative-fraction 0.125
 phantoms "$W/test" Dataset502_BATsegPhantomsTest -n 40 --seed 7
