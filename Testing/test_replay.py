@@ -166,3 +166,14 @@ def test_children_written_before_the_lineage_record_are_read_as_written() -> Non
            "nnunet": {"dataset_json": {"numTraining": 240, "batseg": {"generator": "batseg.phantoms", "seed": 2026}}}}
     assert original_data(own)["sources"] == ["/its/data"] and phantom_recipe(own)["seed"] == 2026
     assert earlier_rounds(own) == []
+
+
+def test_a_placeholder_folder_is_reported_as_recorded(tmp_path: Path) -> None:
+    from batseg.training.replay import earlier_round_datasets
+
+    # The shipped model records its rounds' folders as WORK_DIR/... (no machine path in a model file).
+    shipped = {"name": "m", "version": "0.8.0", "training": {"data": {"original": {"sources": []}, "rounds": [
+        {"model": "m 0.8.0", "sources": ["WORK_DIR/real_train/D511"], "num_cases": 240}]}}}
+    progress, said = logging_progress()
+    assert earlier_round_datasets(shipped, tmp_path / "new", progress) == []
+    assert said[-1] == "the new cases of m 0.8.0 are not on this machine (recorded as WORK_DIR/real_train/D511): not replayed"

@@ -164,8 +164,10 @@ def earlier_round_datasets(
         if any(f in skip for f in folders):
             continue  # this round's data folder (an export folder that grew): its cases are the new ones
         if not existing:
+            # The recorded text, not its resolution: a shipped model records WORK_DIR/... placeholders.
+            recorded = ", ".join(str(s) for s in entry.get("sources") or []) or "no folder recorded"
             progress.log(f"the new cases of {entry.get('model', 'an earlier round')} are not on this machine "
-                         f"({', '.join(map(str, folders)) or 'no folder recorded'}): not replayed")
+                         f"(recorded as {recorded}): not replayed")
             continue
         progress.log(f"replaying the new cases of {entry.get('model', 'an earlier round')} from {existing[0]}")
         found.append(read_raw_dataset(existing[0]))
