@@ -87,3 +87,18 @@ def test_the_per_background_type_table_compares_parent_and_child() -> None:
     table = card.background_type_table(figures(0.2, 0.03), figures(0.6, 0.31))
     assert "| sct_t1w | astrocytoma | 6 (5) | 20.0 / 60.0 % | 3.0 / 31.0 % |" in table
     assert "meningioma" not in table  # a type the background does not carry gets no row
+
+
+def test_the_recipe_line_names_every_knob_that_differs_from_the_defaults() -> None:
+    import argparse
+
+    args = argparse.Namespace(parent_phantoms_only=False, parent="x/batseg-light-synthetic-0.8.0.batseg",
+                              version="0.9.0", train_seed=6, real_cases=240, phantom_cases=280, train_pairing=False,
+                              train_opts="--t1-tissue-share 0.7")
+    assert card.recipe_line(args) == (
+        "PARENT=BATsegSlicer/Resources/Models/batseg-light-synthetic-0.8.0.batseg VERSION=0.9.0 TRAIN_SEED=6 "
+        'PHANTOM_CASES=280 TRAIN_OPTS="--t1-tissue-share 0.7" bash scripts/train_real_anatomy_model.sh WORK_DIR')
+    old = argparse.Namespace(**{**vars(args), "parent_phantoms_only": True, "phantom_cases": 140, "real_cases": 300,
+                                "train_pairing": True, "train_opts": ""})
+    assert card.recipe_line(old) == ("VERSION=0.9.0 TRAIN_SEED=6 TRAIN_CASES=300 TYPES_BY_BACKGROUND=1 "
+                                     "bash scripts/train_real_anatomy_model.sh WORK_DIR")

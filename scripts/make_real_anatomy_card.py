@@ -263,9 +263,21 @@ series or BIDS sidecar whose echo time says T2 gives one too (`batseg/acquisitio
 - The only real T1 backgrounds are one 76 mm cervical crop (held out) and a 16 mm axial slab; most real anatomy
   seen in training is T2 made T1-like, whose bone marrow keeps T2's intermediate signal.
 - Trained at twice the paper's in-plane spacing (0.94 mm) for CPU speed, on a CPU budget.
-- Reproduce every number above with `bash scripts/train_real_anatomy_model.sh WORK_DIR` at commit `{args.commit}`
-  with `../shared` beside the repository ({args.parent_source}).
+- Reproduce every number above at commit `{args.commit}` with `../shared` beside the repository
+  ({args.parent_source}): `{recipe_line(args)}`.
 """
+
+
+def recipe_line(args: argparse.Namespace) -> str:
+    """The train_real_anatomy_model.sh call (its environment knobs) that rebuilds this model and its card."""
+    # A phantom-only parent is the script's default (0.6.0 from git history); a later one is shipped.
+    knobs = [] if args.parent_phantoms_only else [f"PARENT=BATsegSlicer/Resources/Models/{Path(args.parent).name}"]
+    knobs += [f"VERSION={args.version}", f"TRAIN_SEED={args.train_seed}"]
+    knobs += [f"TRAIN_CASES={args.real_cases}"] if args.real_cases != 240 else []
+    knobs += [f"PHANTOM_CASES={args.phantom_cases}"] if args.phantom_cases != 140 else []
+    knobs += ["TYPES_BY_BACKGROUND=1"] if args.train_pairing else []
+    knobs += [f'TRAIN_OPTS="{args.train_opts}"'] if args.train_opts else []
+    return " ".join(knobs) + " bash scripts/train_real_anatomy_model.sh WORK_DIR"
 
 
 def pairing_words(types_by_background: bool) -> str:
