@@ -102,3 +102,14 @@ def test_the_recipe_line_names_every_knob_that_differs_from_the_defaults() -> No
                                 "train_pairing": True, "train_opts": ""})
     assert card.recipe_line(old) == ("VERSION=0.9.0 TRAIN_SEED=6 TRAIN_CASES=300 TYPES_BY_BACKGROUND=1 "
                                      "bash scripts/train_real_anatomy_model.sh WORK_DIR")
+
+
+def test_more_lesions_on_a_healthy_real_scan_are_said_plainly() -> None:
+    parent = {"unaltered": {"sct_t1w": {"distributed": {"lesions": 1, "volumes_mm3": [754.0]},
+                                        "resliced": {"lesions": 0, "volumes_mm3": []}}}}
+    child = {"unaltered": {"sct_t1w": {"distributed": {"lesions": 1, "volumes_mm3": [2547.0]},
+                                       "resliced": {"lesions": 1, "volumes_mm3": [381.6], "contrast_warning": False}}}}
+    said = card.unaltered_regressions(parent, child)
+    assert said.endswith("`sct_t1w` resliced 0 -> 1 (0.38 cm3; no contrast warning).")
+    assert "distributed" not in said  # as many lesions as before there
+    assert card.unaltered_regressions(child, parent).startswith("On the unaltered real scans it reports no more")

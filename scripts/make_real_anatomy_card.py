@@ -169,6 +169,22 @@ def regressions(parent: dict, child: dict) -> str:
             "describe how the model behaves on real scans, but a user of the bundled phantom samples will see it.")
 
 
+def unaltered_regressions(parent_real: dict, child_real: dict) -> str:
+    """The unaltered real scan versions on which this model reports more lesions than its parent, said plainly."""
+    worse = []
+    for name, kinds in child_real["unaltered"].items():
+        for kind, now in kinds.items():
+            before = parent_real["unaltered"].get(name, {}).get(kind, {})
+            if now.get("lesions", 0) > before.get("lesions", 0):
+                sizes = ", ".join(f"{v / 1000:.2f}" for v in now.get("volumes_mm3", []))
+                warned = "warned as T2-weighted" if now.get("contrast_warning") else "no contrast warning"
+                worse.append(f"`{name}` {kind} {before.get('lesions', 0)} -> {now['lesions']} ({sizes} cm3; {warned})")
+    if not worse:
+        return "On the unaltered real scans it reports no more lesions than its parent."
+    return ("**What got worse on healthy real scans.** This model reports more lesions than its parent on: "
+            + "; ".join(worse) + ".")
+
+
 def card_text(args: argparse.Namespace, manifest: dict[str, Any], model_file: Path, tables: dict[str, str],
               child: dict) -> str:
     training = manifest["training"]
@@ -205,6 +221,8 @@ scan with a cord mask, and `errsm_24`, a T2 scan made T1-like):
 {tables['background_types']}
 
 {tables['regressions']}
+
+{tables['unaltered_regressions']}
 
 Targets of issue 13 for this model:
 
@@ -417,6 +435,7 @@ def main() -> None:
               "unaltered": unaltered_table(parent_real, child_real),
               "targets": target_lines(parent, child, child_real),
               "regressions": regressions(parent, child),
+              "unaltered_regressions": unaltered_regressions(parent_real, child_real),
               "tuning": tuning_section(args.work, args.name).replace(
                   "validation phantoms (`batseg phantom -n 20 --seed 11`, neither training nor test cases)",
                   "validation cases (20 phantoms of `batseg phantom -n 20 --seed 11` and 24 real-background "
