@@ -12,6 +12,7 @@ card comes from those commands. The phantom tables reuse scripts/make_model_card
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -308,16 +309,12 @@ def pairing_words(types_by_background: bool) -> str:
 
 def split_pairing(work: Path, split: str) -> bool:
     """Whether the real split `split` (real_train, real_test) tied types to backgrounds; older records did."""
-    import json
-
     record = json.loads(next((work / split).glob("*/insertions.json")).read_text())
     return bool(record.get("types_by_background", True))
 
 
 def phantom_cases(work: Path) -> int:
     """How many phantoms were replayed (the phantom training set's case count)."""
-    import json
-
     return int(json.loads(next((work / "phantoms").glob("*/dataset.json")).read_text())["numTraining"])
 
 
@@ -352,8 +349,6 @@ def what_changed(args: argparse.Namespace) -> str:
 
 def training_roles(work: Path, train_opts: str) -> tuple[int, str]:
     """(cases, a sentence on their roles) from the real training split's insertions.json."""
-    import json
-
     record = json.loads(next((work / "real_train").glob("*/insertions.json")).read_text())
     roles = [case["role"] for case in record["cases"].values()]
     count = len(roles)
