@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,8 +69,15 @@ def test_shipped_model_is_verified_and_says_synthetic() -> None:
 # say so in the README's status; its case is then a strict xfail here naming the model, so a model
 # that gets it right again fails the test until the mark goes.
 KNOWN_MISSES: dict[str, str] = {}
-CASES = [pytest.param(c, id=c["name"], marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_MISSES[c["name"]])]
-                      if c["name"] in KNOWN_MISSES else []) for c in sample_cases()]
+
+
+def known_misses(values: list[Any], misses: dict[str, str], name: Callable[[Any], str] = str) -> list[Any]:
+    """`values` as pytest params named `name(value)`, those named in `misses` a strict xfail with its reason."""
+    return [pytest.param(v, id=name(v), marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=misses[name(v)])]
+                         if name(v) in misses else []) for v in values]
+
+
+CASES = known_misses(sample_cases(), KNOWN_MISSES, name=lambda case: case["name"])
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -106,8 +115,7 @@ def healthy_predictions(tmp_path_factory) -> Path:
 # there too, 0.8.0 none): a strict xfail naming the model, as KNOWN_MISSES. Its card lists the scans
 # as distributed and on a second grid, where the issue's targets are not all met.
 HEALTHY_MISSES = {"errsm_11_t2": "0.9.0 reports a 0.34 cm3 lesion on the resliced T2 scan errsm_11 (its card)"}
-HEALTHY = [pytest.param(s, id=s, marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=HEALTHY_MISSES[s])]
-                        if s in HEALTHY_MISSES else []) for s in ["sct_t1w", "sct_t2", "errsm_11_t2", "errsm_18_t2", "t2_phantom"]]
+HEALTHY = known_misses(["sct_t1w", "sct_t2", "errsm_11_t2", "errsm_18_t2", "t2_phantom"], HEALTHY_MISSES)
 
 
 @pytest.mark.parametrize("scan", HEALTHY)

@@ -89,12 +89,9 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "large_type_accuracy": _rate([r["typed_right"] for r in large if r["detected"]]),
         "type_accuracy": _rate([r["typed_right"] for r in rows if r["detected"]]),
         "false_lesions_per_scan": sum(r["false_lesions"] for r in rows) / max(len(rows), 1),
-        "dice_per_type": {},
+        "dice_per_type": {key: figures["dice"] for key, figures in _per_type(rows).items()},
         "by_background": {},
     }
-    for key in TYPES:
-        scores = [r["dice"] for r in rows if r["type"] == key]
-        summary["dice_per_type"][key] = sum(scores) / len(scores) if scores else None
     for background in sorted({r["background"] for r in rows}):
         own = [r for r in rows if r["background"] == background]
         own_large = [r for r in own if r["volume_mm3"] >= LARGE_MM3]
