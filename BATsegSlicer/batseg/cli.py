@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "train",
     "package",
+    "average",
     "phantom",
     "sample",
     "tune_postprocess",
