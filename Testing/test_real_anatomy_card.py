@@ -92,16 +92,39 @@ def test_the_per_background_type_table_compares_parent_and_child() -> None:
 def test_the_recipe_line_names_every_knob_that_differs_from_the_defaults() -> None:
     import argparse
 
+    draw = {"seed": 6, "real_cases": 240, "phantom_cases": 280, "pairing": False, "opts": "--t1-tissue-share 0.7"}
     args = argparse.Namespace(parent_phantoms_only=False, parent="x/batseg-light-synthetic-0.8.0.batseg",
-                              version="0.9.0", train_seed=6, real_cases=240, phantom_cases=280, train_pairing=False,
-                              train_opts="--t1-tissue-share 0.7")
+                              version="0.9.0", members=[], draw=draw)
     assert card.recipe_line(args) == (
         "PARENT=BATsegSlicer/Resources/Models/batseg-light-synthetic-0.8.0.batseg VERSION=0.9.0 TRAIN_SEED=6 "
         'PHANTOM_CASES=280 TRAIN_OPTS="--t1-tissue-share 0.7" bash scripts/train_real_anatomy_model.sh WORK_DIR')
-    old = argparse.Namespace(**{**vars(args), "parent_phantoms_only": True, "phantom_cases": 140, "real_cases": 300,
-                                "train_pairing": True, "train_opts": ""})
+    old = argparse.Namespace(**{**vars(args), "parent_phantoms_only": True, "draw": {
+        **draw, "phantom_cases": 140, "real_cases": 300, "pairing": True, "opts": ""}})
     assert card.recipe_line(old) == ("VERSION=0.9.0 TRAIN_SEED=6 TRAIN_CASES=300 TYPES_BY_BACKGROUND=1 "
                                      "bash scripts/train_real_anatomy_model.sh WORK_DIR")
+
+
+def test_a_soup_member_is_rebuilt_from_its_recorded_knobs(tmp_path: Path) -> None:
+    member = tmp_path / "r31"
+    member.mkdir()
+    (member / "RECIPE").write_text("VERSION=0.9.0\nTRAIN_SEED=7\nTRAIN_CASES=300\nPHANTOM_CASES=280\n"
+                                   "TYPES_BY_BACKGROUND=\nTRAIN_OPTS=--t1-tissue-share 0.7 --healthy-fraction 0.25\nMEMBERS=\n")
+    one = card.soup.Member(member, "MEMBER_2", card.soup.read_recipe(member), "65bfad9", {})
+    assert card.soup.member_recipe(one) == (
+        'CARD=0 PARENT=PARENT_FILE VERSION=0.9.0 TRAIN_SEED=7 TRAIN_CASES=300 PHANTOM_CASES=280 '
+        'TRAIN_OPTS="--t1-tissue-share 0.7 --healthy-fraction 0.25" bash scripts/train_real_anatomy_model.sh MEMBER_2')
+    # Every member's folder gets its own placeholder, the soup's own folder WORK_DIR, even when nested.
+    folders = card.soup.folder_names([one], tmp_path)
+    command = ["--data", f"{member.resolve()}/real_train/D511", "--output", f"{tmp_path}/soup.batseg"]
+    assert card.portable_command(command, folders) == ["--data", "MEMBER_2/real_train/D511", "--output",
+                                                       "WORK_DIR/soup.batseg"]
+    (member / "RECIPE").unlink()
+    try:
+        card.soup.read_recipe(member)
+    except SystemExit as exc:
+        assert "RECIPE is missing" in str(exc)
+    else:
+        raise AssertionError("a member without RECIPE was accepted")
 
 
 def test_more_lesions_on_a_healthy_real_scan_are_said_plainly() -> None:

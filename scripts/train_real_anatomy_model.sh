@@ -15,6 +15,11 @@
 #   PARENT=WORK_DIR.0.7.0.batseg VERSION=0.8.0 TRAIN_SEED=4 TYPES_BY_BACKGROUND=1 \
 #     TRAIN_OPTS="--t1-tissue-share 0.7 --ap-window-share 0.6" bash scripts/train_real_anatomy_model.sh WORK_DIR
 #
+# A model soup (batseg average): MEMBERS="DIR1 DIR2 ..." names work folders of runs of this script
+# (CARD=0) that fine-tuned one parent, each on its own draw; this run then averages their weights
+# instead of training, tunes and scores the average, and PARENT is the model it is compared with
+# (e.g. the shipped model it replaces). Each run records its knobs in WORK_DIR/RECIPE for the card.
+#
 # Needs ../shared/data/real-spine-mri beside the repository. Knobs (environment): EPOCHS (50), ITERS
 # (50), LR (0.003), VERSION (0.7.0), PARENT (default: 0.6.0 from git history), DEVICE (cpu), FORCE=1 to
 # replace a shipped file of that version, CARD=0 to stop before the card; the real training split: TRAIN_SEED (1), TRAIN_CASES (240),
@@ -39,6 +44,10 @@ PARENT_IN_GIT=f97b9ee:BATsegSlicer/Resources/Models/batseg-light-phantoms-0.6.0.
 PARENT=${PARENT:-$W/batseg-light-phantoms-0.6.0.batseg}
 [ -f "$PARENT" ] || git show "$PARENT_IN_GIT" > "$PARENT"
 [ -f "$W/COMMIT" ] || git rev-parse HEAD > "$W/COMMIT"
+# This run's knobs, one KEY=value per line (the card script reads a soup's members' recipes from them).
+[ -f "$W/RECIPE" ] || printf '%s\n' "VERSION=$VERSION" "TRAIN_SEED=${TRAIN_SEED:-1}" "TRAIN_CASES=${TRAIN_CASES:-240}" \
+  "PHANTOM_CASES=${PHANTOM_CASES:-140}" "TYPES_BY_BACKGROUND=${TYPES_BY_BACKGROUND:-}" "TRAIN_OPTS=${TRAIN_OPTS:-}" \
+  "MEMBERS=${MEMBERS:-}" > "$W/RECIPE"
 
 # 1. Data. Phantoms: the parent's kind (replayed so that the phantom domain is not forgotten),
 #    validation (seed 11), held-out test (seed 7) and T2 negatives (seed 8), as for 0.6.0.
@@ -49,7 +58,8 @@ phantoms() {  # $1 folder, $2 dataset name, $3.. options
   local out=$1 name=$2; shift 2
   [ -f "$out/$name/dataset.json" ] || batseg phantom -o "$out" --name "$name" --workers 2 --progress quiet "$@"
 }
-phantoms "$W/phantoms" Dataset501_BATsegPhantoms -n "${PHANTOM_CASES:-140}" --seed 2026 --t2-negative-fraction 0.125
+[ -n "${MEMBERS:-}" ] || phantoms "$W/phantoms" Dataset501_BATsegPhantoms -n "${PHANTOM_CASES:-140}" --seed 2026 \
+  --t2-negative-fraction 0.125
 phantoms "$W/phval" Dataset503_BATsegPhantomsVal -n 20 --seed 11
 phantoms "$W/test" Dataset502_BATsegPhantomsTest -n 40 --seed 7
 phantoms "$W/t2test" Dataset505_BATsegPhantomsT2Test -n 10 --seed 8 --healthy-fraction 0 --t2-negative-fraction 1
@@ -59,7 +69,7 @@ insert() {  # $1 folder, $2 dataset name, $3.. options
 }
 PAIRING=${TYPES_BY_BACKGROUND:+--types-by-background}
 # shellcheck disable=SC2086  # TRAIN_OPTS is a list of options; PAIRING one option or none
-insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n "${TRAIN_CASES:-240}" --seed "${TRAIN_SEED:-1}" ${TRAIN_OPTS:-} $PAIRING
+[ -n "${MEMBERS:-}" ] || insert "$W/real_train" Dataset511_BATsegRealInsertTrain --split train -n "${TRAIN_CASES:-240}" --seed "${TRAIN_SEED:-1}" ${TRAIN_OPTS:-} $PAIRING
 # shellcheck disable=SC2086
 insert "$W/real_val" Dataset513_BATsegRealInsertVal --split train -n 24 --seed 3 $PAIRING
 # shellcheck disable=SC2086
@@ -70,6 +80,10 @@ insert "$W/real_test" Dataset512_BATsegRealInsertTest --split test -n 48 --seed 
 
 # 2. Fine-tune the parent on the real-background cases, with the phantoms replayed (the real cases
 #    are the "new" data: 240 real + PHANTOM_CASES phantoms).
+#    A soup instead averages its members' fine-tuned (untuned) files.
+# shellcheck disable=SC2046  # one model file per member folder
+[ -z "${MEMBERS:-}" ] || [ -f "$W/$NAME.batseg" ] || batseg average $(printf "%s/$NAME.batseg " $MEMBERS) \
+  -o "$W/$NAME.batseg" --version "$VERSION" > "$W/train.log" 2>&1
 [ -f "$W/$NAME.batseg" ] || OMP_NUM_THREADS=$(nproc) nnUNet_n_proc_DA=1 batseg train --finetune-from "$PARENT" \
   --data "$W/real_train/Dataset511_BATsegRealInsertTrain" --replay-data "$W/phantoms/Dataset501_BATsegPhantoms" \
   --output "$W/$NAME.batseg" --epochs "$EPOCHS" --iterations-per-epoch "$ITERS" --val-iterations 5 --batch-size 4 \
@@ -96,4 +110,5 @@ evaluate "$NAME" "$W/$NAME-tuned.batseg"
 # 5. Card and shipped file (CARD=0 stops before: the figures are in WORK_DIR for review).
 [ "${CARD:-1}" = 0 ] && exit 0
 python scripts/make_real_anatomy_card.py --work "$W" --name "$NAME" --parent "$PARENT" --version "$VERSION" \
-  --epochs "$EPOCHS" --iters "$ITERS" --train-seed "${TRAIN_SEED:-1}" --train-opts "${TRAIN_OPTS:-}" ${FORCE:+--force}
+  --epochs "$EPOCHS" --iters "$ITERS" --train-seed "${TRAIN_SEED:-1}" --train-opts "${TRAIN_OPTS:-}" \
+  --members "${MEMBERS:-}" ${FORCE:+--force}
