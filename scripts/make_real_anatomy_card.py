@@ -167,7 +167,7 @@ def regressions(parent: dict, child: dict, label: str = "parent") -> str:
     if not worse:
         return f"On the held-out phantoms it is no worse than its {label} ({t2})."
     return (f"**What got worse.** On the held-out phantoms this model is worse than its {label}: " + "; ".join(worse)
-            + f"; {t2}. The fine-tune traded the phantoms' look for real anatomy; the phantom figures no longer "
+            + f"; {t2}. Fine-tuning on real anatomy traded some of the phantoms' look for it; the phantom figures no longer "
             "describe how the model behaves on real scans, but a user of the bundled phantom samples will see it.")
 
 

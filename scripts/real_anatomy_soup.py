@@ -85,5 +85,13 @@ def soup_recipe(members: list[Member], version: str, compared: str) -> str:
 
 
 def folder_names(members: list[Member], work: Path) -> dict[Path, str]:
-    """This machine's folders and the placeholders the card writes for them (the soup's own is WORK_DIR)."""
-    return {work: "WORK_DIR", **{member.folder: member.placeholder for member in members}}
+    """This machine's folders and the placeholders the card writes for them (the soup's own is WORK_DIR), and
+    a member's parent file when it lay outside the shipped models (the recipe's PARENT_FILE)."""
+    names = {work: "WORK_DIR", **{member.folder: member.placeholder for member in members}}
+    for member in members:
+        command = (member.manifest.get("training") or {}).get("command") or []
+        if "--finetune-from" in command[:-1]:
+            parent = command[command.index("--finetune-from") + 1]
+            if not parent.startswith(MODELS_IN_REPO + "/"):
+                names[Path(parent)] = "PARENT_FILE"
+    return names

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds a model fine-tuned on synthetic lesions inserted into real healthy scans, with phantoms
 # replayed, and every figure of its card. With the defaults and TYPES_BY_BACKGROUND=1: 0.7.0 from
-# 0.6.0 (trained on phantoms). The shipped 0.9.0 (its card):
+# 0.6.0 (trained on phantoms). The shipped 0.10.0 is a soup of three fine-tunings of 0.8.0 (its card
+# has every command); 0.9.0, its first member and the model it replaced:
 #   PARENT=BATsegSlicer/Resources/Models/batseg-light-synthetic-0.8.0.batseg VERSION=0.9.0 TRAIN_SEED=6 \
 #     PHANTOM_CASES=280 TRAIN_OPTS="--t1-tissue-share 0.7 --ap-window-share 0.6" \
 #     bash scripts/train_real_anatomy_model.sh WORK_DIR      (at commit 6676c79, where 0.8.0 is shipped)
