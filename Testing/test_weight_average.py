@@ -94,6 +94,8 @@ def test_refuses_what_cannot_be_averaged(family, tmp_path: Path) -> None:
     other_input = with_edit(b, tmp_path / "d.batseg", lambda m: m["input"].update(target_spacing=[3.0, 0.5, 0.5]))
     assert "differ in their input" in _refusal([a, other_input], out)
     assert "one of the models" in _refusal([a, b], a, overwrite=True)
+    soup = average_model_files([a, b], tmp_path / "ab.batseg")
+    assert "already averaged into ab.batseg" in _refusal([a, soup], out)
     out.write_bytes(b"user's file")
     assert "already exists" in _refusal([a, b], out)
     assert out.read_bytes() == b"user's file"

@@ -67,6 +67,12 @@ def check_members(manifests: list[dict[str, Any]], names: list[str]) -> None:
         if sha in shas[:index]:
             raise ModelFileError(f"{names[index]} has the same weights as {names[shas.index(sha)]}; "
                                  "give each model once")
+    for manifest, name in zip(manifests, names):  # an average given beside one of its own members
+        inside = {member.get("weights_sha256") for member in manifest.get("averaged_from") or []}
+        for other, other_name in zip(manifests, names):
+            if other["weights_sha256"] in inside:
+                raise ModelFileError(f"{other_name} is already averaged into {name}; averaging both would count it "
+                                     "twice: give the members, or the average, not both")
 
 
 def average_state_dicts(state_dicts: list[dict[str, Any]]) -> dict[str, Any]:
