@@ -333,9 +333,13 @@ def training_text(args: argparse.Namespace, manifest: dict[str, Any]) -> str:
         return ("Exact command (recorded in the manifest; WORK_DIR is the recipe's work folder), run at commit "
                 f"`{args.commit}`:\n\n```\n{' '.join(training.get('command', []))}\n```\n\n{budget}")
     commands = "\n\n".join(" ".join(member["command"] or []) for member in manifest["averaged_from"])
+    budgets = {m.placeholder: tuple((m.manifest.get("training") or {}).get(k) for k in
+                                    ("epochs_completed", "iterations_per_epoch", "learning_rate")) for m in args.members}
+    alike = ("Each member alike." if len(set(budgets.values())) == 1 else "The members' budgets differ (epochs, "
+             "iterations, learning rate): " + "; ".join(f"{name} {value}" for name, value in budgets.items()) + ".")
     files = " ".join(f"{m.placeholder}/{args.name}.batseg" for m in args.members)
     return (f"Each member's exact command (recorded in the manifest under `averaged_from`; MEMBER_k is its work "
-            f"folder):\n\n```\n{commands}\n```\n\n{budget} Each member alike.\n\nThen, at commit `{args.commit}`, "
+            f"folder):\n\n```\n{commands}\n```\n\n{budget} {alike}\n\nThen, at commit `{args.commit}`, "
             f"the weights averaged (`batseg/training/weight_average.py`: the mean of every tensor; the members share "
             f"their parent, so their weights lie in one basin) and the postprocessing chosen for the average:\n\n"
             f"```\nbatseg average {files} -o WORK_DIR/{args.name}.batseg --version {args.version}\n```")
