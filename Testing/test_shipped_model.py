@@ -66,9 +66,9 @@ def test_shipped_model_is_verified_and_says_synthetic() -> None:
 # Shipped model 0.10.0, run as `batseg predict` runs by default (the cascade crop around the cord
 # the locator finds), finds all four sample tumours and types three cases right: on the meningioma
 # false astrocytomas in the cord outweigh the meningioma it paints, so the case is called
-# astrocytoma (0.8.0 called it astrocytoma too; 0.9.0 typed all four right). A model that misses one must say so in
-# the README's status; its case is then a strict xfail here naming the model, so a model that gets
-# it right again fails the test until the mark goes.
+# astrocytoma (0.8.0 called it astrocytoma too; 0.9.0 typed all four right). A model that misses
+# one must say so in the README's status; its case is then a strict xfail here naming the model,
+# so a model that gets it right again fails the test until the mark goes.
 KNOWN_MISSES: dict[str, str] = {
     "BATsegPhantomMeningioma": "0.10.0 calls the meningioma sample astrocytoma (false astrocytomas; README status)"}
 
