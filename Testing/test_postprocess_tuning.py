@@ -12,7 +12,9 @@ import SimpleITK as sitk
 from batseg.cli import main
 from batseg.errors import BATsegError
 from batseg.model_file import read_manifest, sha256_file
-from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3, recommended_min_volume, recommended_one_type_per_lesion
+from batseg.postprocess_settings import (
+    DEFAULT_MIN_VOLUME_MM3, recommended_min_tumour_probability, recommended_min_volume, recommended_one_type_per_lesion,
+)
 from batseg.postprocess_tuning import detection_f1, tune_postprocessing, validation_pairs
 from inference_helpers import light_model
 
@@ -57,7 +59,8 @@ def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp
         raw[9:10, 18:21, 18:21] = 2  # a 9 mm3 speck far from the lesion: a false positive
         return _image(raw), None
 
-    tuning = tune_postprocessing(predict_raw, pairs, (0.0, 5.0, 10.0, 50.0, 200.0))
+    # No probabilities: only the probability minimum 0 can be tried (the others are refused, below).
+    tuning = tune_postprocessing(predict_raw, pairs, (0.0, 5.0, 10.0, 50.0, 200.0), probability_candidates=(0.0,))
     by_volume = {c.min_volume_mm3: c for c in tuning.candidates if not c.one_type_per_lesion}
     assert tuning.cases == 2
     assert by_volume[0.0].false_positive_rate == pytest.approx(0.5)
@@ -65,6 +68,39 @@ def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp
     assert by_volume[200.0].true_positive_rate == 0.0  # the 125 mm3 lesion is gone too
     assert by_volume[10.0].score == pytest.approx(by_volume[50.0].score)  # tie: the smaller volume wins
     assert (tuning.chosen.min_volume_mm3, tuning.chosen.one_type_per_lesion) == (10.0, False)  # one type: a tie
+
+
+def test_a_probability_minimum_removes_the_false_lesion_the_network_doubts(tmp_path: Path) -> None:
+    """A large false lesion no volume removes without the true one, at a mean tumour probability of
+    0.6 against the true lesion's 0.95: the smallest minimum above 0.6 is chosen."""
+    truth = _lesion_case()
+    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth}))
+
+    def predict_raw(case, image: sitk.Image) -> tuple[sitk.Image, np.ndarray]:
+        raw = truth.copy()
+        raw[8:11, 15:21, 15:21] = 1  # 108 mm3 false meningioma, smaller than the 125 mm3 truth
+        probabilities = np.zeros((5, *raw.shape), dtype=np.float32)
+        probabilities[0] = 1.0
+        probabilities[0][raw == 2], probabilities[2][raw == 2] = 0.05, 0.95
+        probabilities[0][raw == 1], probabilities[1][raw == 1] = 0.4, 0.6
+        return _image(raw), probabilities
+
+    tuning = tune_postprocessing(predict_raw, pairs, (0.0, 200.0), probability_candidates=(0.0, 0.5, 0.7, 0.9))
+    chosen = tuning.chosen
+    assert (chosen.min_volume_mm3, chosen.min_tumour_probability) == (0.0, 0.7)  # 0.9 ties it: the lower wins
+    assert chosen.false_positive_rate == 0.0 and chosen.true_positive_rate == 1.0
+    kept_both = next(c for c in tuning.candidates if (c.min_volume_mm3, c.min_tumour_probability) == (0.0, 0.5))
+    assert kept_both.false_positive_rate == pytest.approx(0.5)
+
+
+def test_probability_minimums_need_probabilities(tmp_path: Path) -> None:
+    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": _lesion_case()}))
+    with pytest.raises(BATsegError, match="no class probabilities"):
+        tune_postprocessing(lambda case, image: (_image(_lesion_case()), None), pairs, (0.0,))
+    for bad in ((), (1.0,), (float("nan"),), (-0.1,)):
+        with pytest.raises(BATsegError, match="probability"):
+            tune_postprocessing(lambda case, image: (_image(_lesion_case()), None), pairs, (0.0,),
+                                probability_candidates=bad)
 
 
 def test_one_type_per_lesion_is_chosen_when_the_model_splits_lesions(tmp_path: Path) -> None:
@@ -104,6 +140,9 @@ def test_command_writes_a_tuned_copy_and_leaves_the_model_alone(tmp_path: Path, 
     assert chosen in (0.0, 20.0)
     assert recommended_min_volume(read_manifest(tuned)) == chosen
     assert recommended_one_type_per_lesion(read_manifest(tuned)) == json.loads(table.read_text())["postprocessing"]["one_type_per_lesion"]
+    least = json.loads(table.read_text())["postprocessing"]["min_tumour_probability"]
+    assert least in (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)  # the default candidates
+    assert recommended_min_tumour_probability(read_manifest(tuned)) == least
     assert sha256_file(model) == before  # the given model file is never modified
     assert recommended_min_volume(read_manifest(model)) == DEFAULT_MIN_VOLUME_MM3
     assert main(["tune-postprocess", "--model", str(model), "--data", str(data), "--output", str(model),

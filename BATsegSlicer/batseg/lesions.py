@@ -98,3 +98,17 @@ def probability_sums_per_lesion(tumour_probs: np.ndarray, components: np.ndarray
             flat_components, weights=tumour_probs[column].ravel().astype(np.float64), minlength=count + 1
         )
     return sums
+
+
+def mean_tumour_probability_per_lesion(tumour_probs: np.ndarray, components: np.ndarray, count: int) -> np.ndarray:
+    """Mean over each lesion's voxels of the probability of tumour of any type: array (count + 1,).
+
+    Entry 0 (the background component) is 0. The sum of the four tumour-class probabilities is
+    one minus the background probability: how sure the network is that the voxel is tumour at
+    all, whatever the type.
+    """
+    sums = probability_sums_per_lesion(tumour_probs, components, count).sum(axis=1)
+    sizes = np.bincount(components.ravel(), minlength=count + 1).astype(np.float64)
+    means = np.divide(sums, sizes, out=np.zeros_like(sums), where=sizes > 0)
+    means[0] = 0.0
+    return means

@@ -22,6 +22,7 @@ import re
 from typing import Any, Callable
 
 from batseg.errors import ModelFileError
+from batseg.postprocess_settings import MAX_MIN_TUMOUR_PROBABILITY
 
 # The only classes a manifest may name (both spellings nnU-Net writes are accepted).
 ALLOWED_CLASSES: dict[str, frozenset[str]] = {
@@ -259,6 +260,9 @@ def _check_postprocessing(check: _Checker, settings: Any) -> None:
     settings = check.dict(settings, "postprocessing")
     if settings.get("min_volume_mm3") is not None:
         check.number(settings["min_volume_mm3"], "postprocessing.min_volume_mm3", 0.0, 1e7)
+    if settings.get("min_tumour_probability") is not None:
+        check.number(settings["min_tumour_probability"], "postprocessing.min_tumour_probability", 0.0,
+                     MAX_MIN_TUMOUR_PROBABILITY)
     for key in ("fill_holes", "one_type_per_lesion"):
         if key in settings and not isinstance(settings[key], bool):
             check.fail(f"postprocessing.{key}", "must be true or false")

@@ -16,6 +16,9 @@ from __future__ import annotations
 # `batseg tune-postprocess` chooses one per model on validation cases and stores it in the
 # model file's manifest (see `recommended_min_volume`).
 DEFAULT_MIN_VOLUME_MM3 = 20.0
+# The largest minimum mean tumour probability a manifest or option may give: at 1 every lesion
+# the network has any doubt about would go.
+MAX_MIN_TUMOUR_PROBABILITY = 0.999
 POSTPROCESSING_KEY = "postprocessing"  # manifest key written by batseg.postprocess_tuning
 
 
@@ -28,3 +31,9 @@ def recommended_min_volume(manifest: dict) -> float:
 def recommended_one_type_per_lesion(manifest: dict) -> bool:
     """Whether a model file recommends one tumour type per lesion (chosen on validation data); else off."""
     return bool((manifest.get(POSTPROCESSING_KEY) or {}).get("one_type_per_lesion", False))
+
+
+def recommended_min_tumour_probability(manifest: dict) -> float:
+    """The minimum mean tumour probability of a kept lesion a model file recommends, else 0 (keep all)."""
+    value = (manifest.get(POSTPROCESSING_KEY) or {}).get("min_tumour_probability")
+    return 0.0 if value is None else float(value)

@@ -21,7 +21,10 @@ distances are the patient's. Decisions the papers leave open:
 - Per-type figures of each lesion: "type_probabilities" holds, for each of the four types, the
   mean probability of that type over the lesion's voxels (with probabilities; without, the share
   of its voxels painted with that type, as "type_probability_source" says), and
-  "type_voxel_shares" the share of its voxels painted with each type. A lesion painted with
+  "type_voxel_shares" the share of its voxels painted with each type. "tumour_probability" is
+  the mean over its voxels of the probability of tumour of any type (the four types' sum; null
+  without probabilities): the figure a model's minimum tumour probability is compared with
+  (`batseg.postprocess`). A lesion painted with
   more than one type is flagged ("mixed_types", "types_present"): a voxel-wise model can split
   one tumour between types (the meningioma sample's lesion came out 1.48 cm3 meningioma, 0.62
   ependymoma and 0.05 hemangioblastoma), and its reported type then rests on a majority.
@@ -81,7 +84,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "centroid_ras_x_mm", "centroid_ras_y_mm", "centroid_ras_z_mm",
     *(f"volume_{c.key}_cm3" for c in TUMOUR_CLASSES),
     *(f"probability_{c.key}" for c in TUMOUR_CLASSES),
-    "mixed_types", "cord_location", "cord_overlap_fraction",
+    "mixed_types", "cord_location", "cord_overlap_fraction", "tumour_probability",
 )
 
 
@@ -183,6 +186,8 @@ def _describe_lesion(
         "type_name": tumour.name,
         "type_value": tumour.value,
         "type_probability": type_probability,
+        # How sure the network is that the lesion is tumour of any type (what --min-tumour-probability tests).
+        "tumour_probability": None if tumour_probs is None else float(sum(per_type)),
         "volume_cm3": float(type_counts.sum() * voxel_mm3 / 1000.0),
         "extent_mm": {name: float(value) for name, value in zip(ANATOMICAL_AXES, extent)},
         "slice_first": int(slice_indices.min()) + 1,
@@ -277,6 +282,7 @@ def _lesion_cells(report: dict, lesion: dict) -> list:
         *(_round(lesion["type_probabilities"][c.key]) for c in TUMOUR_CLASSES),
         "yes" if lesion["mixed_types"] else "no", lesion["cord_location"],
         "" if lesion["cord_overlap_fraction"] is None else _round(lesion["cord_overlap_fraction"]),
+        "" if lesion["tumour_probability"] is None else _round(lesion["tumour_probability"]),
     ]
 
 

@@ -24,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `tune-postprocess` sub-command."""
     parser = subparsers.add_parser(
         "tune-postprocess",
-        help="choose a model's minimum lesion volume and one-type-per-lesion setting on validation cases",
-        description="Predict each validation case once, apply every candidate minimum lesion volume (with and "
-        "without one tumour type per lesion), score them "
+        help="choose a model's minimum lesion volume, minimum lesion probability and one-type-per-lesion setting on "
+        "validation cases",
+        description="Predict each validation case once, apply every candidate minimum lesion volume and minimum mean "
+        "tumour probability (with and without one tumour type per lesion), score them "
         "(mean Dice over classes and lesion detection F1) and print the table. Use validation cases, never the "
         "cases you report test results on.",
     )
@@ -35,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="write a copy of the model file recording the chosen volume here (.batseg)")
     parser.add_argument("--candidates", type=float, nargs="+", default=None, metavar="MM3",
                         help="minimum volumes to try (default 0 10 20 50 100 200 500 1000)")
+    parser.add_argument("--probability-candidates", type=float, nargs="+", default=None, metavar="P",
+                        help="minimum mean tumour probabilities of a kept lesion to try (default 0 0.5 0.6 0.7 0.75 "
+                        "0.8 0.85 0.9; 0 keeps every lesion)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
     add_cord_arguments(parser, "run the model")
@@ -61,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from batseg.model_file import MODEL_SUFFIX, with_manifest_updates
     from batseg.models import resolve_model
     from batseg.postprocess_tuning import (
-        CANDIDATES_MM3, check_candidates, format_table, manifest_entry, tune_postprocessing, tuned_identity,
-        validation_pairs,
+        CANDIDATES_MM3, PROBABILITY_CANDIDATES, check_candidates, check_probability_candidates, format_table,
+        manifest_entry, tune_postprocessing, tuned_identity, validation_pairs,
     )
     from batseg.progress import Progress
 
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise BATsegError("--version must not be empty")
     candidates = CANDIDATES_MM3 if args.candidates is None else args.candidates
     check_candidates(candidates)
+    probabilities = PROBABILITY_CANDIDATES if args.probability_candidates is None else args.probability_candidates
+    check_probability_candidates(probabilities)
     for path in (args.output, args.json):
         if path:
             check_can_write(path, args.overwrite)
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     with progress.stage("tune"):
         tuning = tune_postprocessing(
             lambda case, image: _raw_prediction(predictor, case, image, cord), pairs, candidates,
-            lambda done, total: progress.update("tune", done, total),
+            lambda done, total: progress.update("tune", done, total), probability_candidates=probabilities,
         )
     print(format_table(tuning), flush=True)
     entry = manifest_entry(tuning, args.data, cord.as_dict())
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         progress.log(f"model file with the chosen postprocessing written: {written} (version {identity['version']})")
     progress.result(chosen_min_volume_mm3=tuning.chosen.min_volume_mm3,
                     chosen_one_type_per_lesion=tuning.chosen.one_type_per_lesion,
+                    chosen_min_tumour_probability=tuning.chosen.min_tumour_probability,
                     outputs={"model": args.output, "json": args.json})
     return 0
 

@@ -86,8 +86,8 @@ OPTIONAL_SUFFIXES = {
 # The run's own outputs (option `cohort`), by kind.
 RUN_OUTPUT_NAMES = {"cohort_csv": COHORT_CSV, "cohort_json": COHORT_JSON}
 # The settings a resumed case's report must share with the run (besides the model).
-RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "one_type_per_lesion", "tta", "crop_margin_mm",
-                                     "cord_locator")
+RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "min_tumour_probability", "one_type_per_lesion",
+                                     "tta", "crop_margin_mm", "cord_locator")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class PredictOptions:
     postprocess: bool = True
     min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3
     one_type_per_lesion: bool = False
+    min_tumour_probability: float = 0.0  # a lesion's least mean tumour probability (batseg.postprocess)
     save_probabilities: bool = False
     save_field: bool = False
     overwrite: bool = False
@@ -110,6 +111,7 @@ class PredictOptions:
     cord_locator: bool = False  # find the cord with the shipped locator where no cord mask is given
     min_volume_from: str = "option"  # where the minimum volume came from: option, model or default
     one_type_from: str = "option"  # where the one-type-per-lesion choice came from
+    min_probability_from: str = "option"  # where the minimum tumour probability came from
 
 
 def output_paths(
@@ -357,6 +359,7 @@ def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, opt
             fill_holes=options.postprocess,
             min_volume_mm3=options.min_volume_mm3 if options.postprocess else 0.0,
             one_type_per_lesion=options.one_type_per_lesion,
+            min_tumour_probability=options.min_tumour_probability if options.postprocess else 0.0,
         )
     image = sitk.GetImageFromArray(array.astype(np.uint8, copy=False))
     image.CopyInformation(labels)
@@ -369,6 +372,8 @@ def run_settings(options: PredictOptions, predictor: Predictor) -> dict[str, Any
         "postprocess": options.postprocess,
         "min_volume_mm3": float(options.min_volume_mm3) if options.postprocess else 0.0,
         "min_volume_from": options.min_volume_from if options.postprocess else "off (--no-postprocess)",
+        "min_tumour_probability": float(options.min_tumour_probability) if options.postprocess else 0.0,
+        "min_tumour_probability_from": options.min_probability_from if options.postprocess else "off (--no-postprocess)",
         "one_type_per_lesion": options.one_type_per_lesion,
         "one_type_per_lesion_from": options.one_type_from,
         "tta": options.tta,
