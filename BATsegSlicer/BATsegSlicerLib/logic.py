@@ -34,7 +34,7 @@ import slicer
 import vtk
 
 from batseg.errors import BATsegError
-from batseg.postprocess_settings import recommended_min_volume
+from batseg.postprocess_settings import recommended_min_tumour_probability, recommended_min_volume
 
 from BATsegSlicerLib import commands
 from BATsegSlicerLib.ai_output import remember_ai_output
@@ -71,6 +71,7 @@ class SegmentationResult:
     report: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # the run's warnings, each once
     min_volume_mm3: float | None = None  # smallest lesion kept; None: postprocessing was off
+    min_tumour_probability: float = 0.0  # least mean tumour probability of a kept lesion; 0: none
 
     @property
     def overall_type_name(self) -> str:
@@ -81,7 +82,8 @@ class SegmentationResult:
     @property
     def summary(self) -> str:
         """The results line the panel shows (see run_summary.results_summary)."""
-        return results_summary(len(self.lesions), self.overall_type_name, self.min_volume_mm3)
+        return results_summary(len(self.lesions), self.overall_type_name, self.min_volume_mm3,
+                               self.min_tumour_probability)
 
 
 class BATsegLogic(_LogicBase):
@@ -182,9 +184,12 @@ class BATsegLogic(_LogicBase):
         for node in nodes:
             place_beside(node, volume)
         show_in_3d(segmentation)
-        # The engine applies the model's minimum volume: the module never passes --min-volume.
+        # The engine applies the model's minimums: the module never passes --min-volume or
+        # --min-tumour-probability.
         min_volume = recommended_min_volume(manifest) if options.postprocess else None
-        return SegmentationResult(segmentation, table, probability_node, lesions, report, list(warnings), min_volume)
+        least = recommended_min_tumour_probability(manifest) if options.postprocess else 0.0
+        return SegmentationResult(segmentation, table, probability_node, lesions, report, list(warnings), min_volume,
+                                  least)
 
     # -- review ----------------------------------------------------------------------------
     def jumpToLesion(self, lesion: Lesion, volumeNode=None) -> tuple[float, float, float]:

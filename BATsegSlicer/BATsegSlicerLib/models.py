@@ -31,7 +31,7 @@ from batseg.inference.expected_time import expected_text
 from batseg.model_file import DISCLAIMER as DEFAULT_DISCLAIMER
 from batseg.model_file import MODEL_SUFFIX, check_classes
 from batseg.models import list_models, user_models_dir
-from batseg.postprocess_settings import POSTPROCESSING_KEY, recommended_min_volume
+from batseg.postprocess_settings import POSTPROCESSING_KEY, recommended_min_tumour_probability, recommended_min_volume
 
 from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber
@@ -83,10 +83,12 @@ class ModelEntry:
 
     @property
     def postprocessing_summary(self) -> str:
-        """The minimum lesion volume Apply will use with this model, and where it comes from."""
+        """The minimum lesion volume (and tumour probability) Apply will use with this model, and where they come from."""
         tuned = "min_volume_mm3" in (self.manifest.get(POSTPROCESSING_KEY) or {})
         origin = "chosen on validation data" if tuned else "default"
-        return f"Lesions under {recommended_min_volume(self.manifest):g} mm3 are dropped ({origin})."
+        least = recommended_min_tumour_probability(self.manifest)
+        doubted = f", and those whose mean tumour probability is under {least:g}" if least > 0 else ""
+        return f"Lesions under {recommended_min_volume(self.manifest):g} mm3{doubted} are dropped ({origin})."
 
     @property
     def expected_time(self) -> str:

@@ -23,20 +23,24 @@ WARNING_COLOUR = "#d96c00"  # orange, readable on Slicer's light and dark themes
 NO_TYPE = "none"  # the report's overall type when there is no tumour
 
 
-def results_summary(lesion_count: int, overall_type: str = "", min_volume_mm3: float | None = None) -> str:
+def results_summary(lesion_count: int, overall_type: str = "", min_volume_mm3: float | None = None,
+                    min_tumour_probability: float = 0.0) -> str:
     """The line above the results table. `min_volume_mm3`: the minimum lesion volume applied
-    (None when postprocessing, and so small-lesion removal, was off)."""
+    (None when postprocessing, and so small-lesion removal, was off); `min_tumour_probability`:
+    the least mean tumour probability of a kept lesion (0: none)."""
     if lesion_count <= 0:
-        return no_lesion_text(min_volume_mm3)
+        return no_lesion_text(min_volume_mm3, min_tumour_probability)
     text = f"{lesion_count} lesion(s)."
     if overall_type and overall_type.strip().lower() != NO_TYPE:
         text += f" Overall type (largest tumour volume): {overall_type}."
     return text + " Click a row to centre the views on it."
 
 
-def no_lesion_text(min_volume_mm3: float | None) -> str:
+def no_lesion_text(min_volume_mm3: float | None, min_tumour_probability: float = 0.0) -> str:
     """Said when the model reported nothing: what was looked for, and that it can miss lesions."""
     looked_for = "no lesion" if min_volume_mm3 is None else f"no lesion of at least {min_volume_mm3:g} mm3"
+    if min_volume_mm3 is not None and min_tumour_probability > 0:
+        looked_for += f" with a mean tumour probability of at least {min_tumour_probability:g}"
     return f"The model reported {looked_for}. This model can miss lesions: review the image."
 
 

@@ -102,6 +102,10 @@ def test_panel_text_says_which_minimum_volume_apply_uses(library):
     assert entry.postprocessing_summary == "Lesions under 20 mm3 are dropped (default)."
     tuned = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 50.0}}, shipped=True)
     assert tuned.postprocessing_summary == "Lesions under 50 mm3 are dropped (chosen on validation data)."
+    doubted = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 200.0,
+                                                                          "min_tumour_probability": 0.8}}, shipped=True)
+    assert doubted.postprocessing_summary == ("Lesions under 200 mm3, and those whose mean tumour probability is under "
+                                              "0.8 are dropped (chosen on validation data).")
 
 
 HELD_OUT = {"n_cases": 40, "mean_dice": 0.23001275, "detection_tpr": 0.63636364, "type_accuracy": 0.39285714,

@@ -20,6 +20,9 @@ def test_empty_result_does_not_claim_there_is_no_tumour():
     assert "No tumour" not in text
     assert results_summary(0, "", 12.5).startswith("The model reported no lesion of at least 12.5 mm3.")
     assert results_summary(0, "", None) == "The model reported no lesion. This model can miss lesions: review the image."
+    assert results_summary(0, "", 200.0, 0.8).startswith(
+        "The model reported no lesion of at least 200 mm3 with a mean tumour probability of at least 0.8.")
+    assert results_summary(0, "", None, 0.8).startswith("The model reported no lesion.")  # postprocessing off
 
 
 def test_status_lists_each_warning_on_its_own_line_in_orange():
