@@ -51,3 +51,23 @@ def test_the_pair_section_quotes_the_work_dirs_note() -> None:
             "commit": None, "note": "Trained by hand: the recipe's arguments plus --batch-dice."}
     assert pair["note"] in card.ablation_section(pair)
     assert "Trained by hand" not in card.ablation_section({**pair, "note": ""})
+
+
+def test_a_graded_tuning_table_shows_the_lines_through_the_choice(tmp_path: Path) -> None:
+    """With probability minimums the card shows every volume at the chosen probability and every
+    probability at the chosen volume (chosen type switch), not the whole grid."""
+    import json
+
+    def row(volume: float, one: bool, least: float) -> dict:
+        return {"min_volume_mm3": volume, "one_type_per_lesion": one, "min_tumour_probability": least,
+                "mean_dice": 0.5, "detection_f1": 0.5, "false_positive_rate": 0.2, "healthy_with_lesion": 0, "score": 0.5}
+
+    grid = [row(v, one, p) for one in (False, True) for p in (0.0, 0.85) for v in (20.0, 200.0)]
+    chosen = {"min_volume_mm3": 200.0, "one_type_per_lesion": True, "min_tumour_probability": 0.85}
+    (tmp_path / "tune_m.json").write_text(json.dumps({"cases": 3, "candidates": grid, "postprocessing": chosen}))
+    text = card.tuning_section(tmp_path, "m")
+    rows = [line for line in text.splitlines() if line.startswith("| 2")]
+    assert rows == ["| 200 | 0 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 20 | 0.85 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 200 (chosen) | 0.85 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |"]
+    assert "minimum mean tumour probability **0.85**" in text and "Of the 8 settings scored" in text

@@ -191,31 +191,49 @@ def status_text(batseg: dict[str, Any], device: str) -> str:
 
 
 def tuning_section(work: Path, name: str) -> str:
-    """The card's postprocessing paragraph and table, from `batseg tune-postprocess --json`."""
+    """The card's postprocessing paragraph and table, from `batseg tune-postprocess --json`.
+
+    With probability minimums among the candidates the full grid runs to a hundred rows; the
+    table then shows the two lines through the chosen setting (every volume at the chosen
+    probability, every probability at the chosen volume), the chosen type switch on both."""
     table_file = work / f"tune_{name}.json"
     if not table_file.is_file():
         return "Default postprocessing (minimum lesion volume 20 mm3); no validation tuning was run."
     table = load_json(table_file)
     chosen = table["postprocessing"]
-    chosen_key = (chosen["min_volume_mm3"], bool(chosen.get("one_type_per_lesion", False)))
-    rows = ["| min volume mm3 | one type per lesion | mean Dice % | detection F1 % | FP detection rate % "
-            "| healthy with a lesion | score |",
-            "|---|---|---|---|---|---|---|"]
-    for c in table["candidates"]:
-        one_type = bool(c.get("one_type_per_lesion", False))
-        mark = " (chosen)" if (c["min_volume_mm3"], one_type) == chosen_key else ""
-        rows.append(f"| {c['min_volume_mm3']:g}{mark} | {'yes' if one_type else 'no'} | {pct(c['mean_dice'])} | "
-                    f"{pct(c['detection_f1'])} | {pct(c['false_positive_rate'])} | {c['healthy_with_lesion']} | "
-                    f"{c['score']:.3f} |")
+    key = _setting_key
+    chosen_key = key(chosen)
+    candidates = table["candidates"]
+    graded = len({c.get("min_tumour_probability", 0.0) for c in candidates}) > 1
+    if graded:
+        candidates = [c for c in candidates if key(c)[1] == chosen_key[1]
+                      and (key(c)[0] == chosen_key[0] or key(c)[2] == chosen_key[2])]
+    rows = ["| min volume mm3 | min tumour probability | one type per lesion | mean Dice % | detection F1 % "
+            "| FP detection rate % | healthy with a lesion | score |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in candidates:
+        mark = " (chosen)" if key(c) == chosen_key else ""
+        rows.append(f"| {c['min_volume_mm3']:g}{mark} | {key(c)[2]:g} | {'yes' if key(c)[1] else 'no'} | "
+                    f"{pct(c['mean_dice'])} | {pct(c['detection_f1'])} | {pct(c['false_positive_rate'])} | "
+                    f"{c['healthy_with_lesion']} | {c['score']:.3f} |")
     one_type_text = "on" if chosen_key[1] else "off"
+    shown = (f"Of the {len(table['candidates'])} settings scored, the table shows those through the chosen one.\n\n"
+             if graded else "")
     return (
-        f"Minimum lesion volume **{chosen_key[0]:g} mm3** and one tumour type per lesion **{one_type_text}**, "
+        f"Minimum lesion volume **{chosen_key[0]:g} mm3**, minimum mean tumour probability **{chosen_key[2]:g}** "
+        f"and one tumour type per lesion **{one_type_text}**, "
         f"chosen by `batseg tune-postprocess` on {table['cases']} validation phantoms (`batseg phantom -n 20 "
         "--seed 11`, neither training nor test cases) and recorded in the manifest, so `batseg predict` and the "
         "Slicer module use them by default (holes are filled per class first). Criterion: mean of the mean Dice "
-        "over classes and the lesion detection F1.\n\n"
+        "over classes and the lesion detection F1.\n\n" + shown
         + "\n".join(rows)
     )
+
+
+def _setting_key(entry: dict[str, Any]) -> tuple[float, bool, float]:
+    """(minimum volume, one type per lesion, minimum tumour probability) of a candidate or a choice."""
+    return (entry["min_volume_mm3"], bool(entry.get("one_type_per_lesion", False)),
+            float(entry.get("min_tumour_probability") or 0.0))
 
 
 def parent_section(manifest: dict[str, Any], parent_file: Path | None) -> str:

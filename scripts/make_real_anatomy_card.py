@@ -403,6 +403,13 @@ def what_changed(args: argparse.Namespace) -> str:
                 "and typed them at random, and it reported lesions on healthy real scans. This model is "
                 f"{args.parent_version} fine-tuned on synthetic lesions of the four types painted into real healthy "
                 "scans (`batseg/phantoms/insertion.py`, `batseg/phantoms/real_grid.py`), with phantoms replayed.")
+    if args.members and getattr(args, "same_weights", False):
+        return (f"This model has the weights of {args.parent_version}, the weight average (`batseg average`) of "
+                f"{len(args.members)} fine-tunings of `{soup.parent_file(args.members)}` (data seeds "
+                f"{', '.join(str(draw['seed']) for draw in args.member_draws)}). Only its postprocessing is new: "
+                "`batseg tune-postprocess` now also chooses the least mean tumour probability a lesion needs to be "
+                "kept (`batseg/postprocess.py`), and on the same validation cases chose "
+                f"{args.chosen_postprocessing}. Lesions the network is unsure of, most of them false, are dropped.")
     if args.members:
         seeds = ", ".join(str(draw["seed"]) for draw in args.member_draws)
         return (f"This model is the weight average (`batseg average`, a \"model soup\": Wortsman et al., ICML 2022) of "
@@ -520,6 +527,10 @@ def main() -> None:
     child_real["training_backgrounds"] = ["sct_t2", "errsm_11_t2", "errsm_18_t2", "errsm_21_t2"]
     source = args.work / f"{args.name}-tuned.batseg"
     manifest = read_manifest(source)
+    args.same_weights = manifest["weights_sha256"] == parent_manifest.get("weights_sha256")
+    chosen = manifest.get("postprocessing") or {}
+    args.chosen_postprocessing = (f"{chosen.get('min_tumour_probability') or 0:g} (with {chosen.get('min_volume_mm3'):g} "
+                                  f"mm3 and one type per lesion {'on' if chosen.get('one_type_per_lesion') else 'off'})")
     folders = soup.folder_names(args.members, args.work)
     training = portable_paths(manifest["training"], folders)  # its command, sources, the lineage's rounds
     metrics = {"held_out_phantoms": child, "held_out_real_backgrounds": child_real["insertions"]["summary"],
