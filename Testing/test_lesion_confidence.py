@@ -37,6 +37,8 @@ def test_lesions_carry_their_peak_mean_and_truth() -> None:
     assert true["true"] and not false["true"]
     assert abs(true["mean"] - 0.9) < 1e-6 and abs(false["peak"] - 0.99) < 1e-6
     assert 0.6 < false["mean"] < 0.61 and true["volume_mm3"] == 75.0
+    # The predictor's layout: the four tumour classes only, no background channel.
+    assert confidence.case_lesions(labels, probabilities[1:], truth, (1.0, 1.0, 1.0), 10.0) == rows
 
 
 def test_the_table_counts_what_each_minimum_keeps() -> None:

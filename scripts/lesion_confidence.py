@@ -31,7 +31,7 @@ from batseg.commands.tune_postprocess import _raw_prediction  # noqa: E402
 from batseg.evaluation import read_label_file  # noqa: E402
 from batseg.inference.predictor import Predictor  # noqa: E402
 from batseg.io import read_image  # noqa: E402
-from batseg.lesions import label_lesions, voxel_volume_mm3  # noqa: E402
+from batseg.lesions import label_lesions, tumour_probabilities, voxel_volume_mm3  # noqa: E402
 from batseg.metrics import DETECTION_MIN_OVERLAP_MM3  # noqa: E402
 from batseg.postprocess import postprocess  # noqa: E402
 from batseg.postprocess_settings import recommended_min_volume  # noqa: E402
@@ -46,7 +46,7 @@ def case_lesions(labels: np.ndarray, probabilities: np.ndarray, truth: np.ndarra
     """Each lesion left after hole filling and the volume minimum, with its probabilities and truth."""
     final = postprocess(labels, spacing, fill_holes=True, min_volume_mm3=min_volume_mm3)
     components, count = label_lesions(final > 0)
-    tumour = 1.0 - probabilities[0]  # channel 0: background (nnU-Net's order)
+    tumour = tumour_probabilities(probabilities, labels.shape).sum(axis=0)  # 4 or 5 channels (batseg.lesions)
     voxel_mm3 = voxel_volume_mm3(spacing)
     rows = []
     for index in range(1, count + 1):
