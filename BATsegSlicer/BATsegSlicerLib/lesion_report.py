@@ -16,7 +16,10 @@ from typing import Any
 from batseg.errors import BATsegError
 
 AXES = ("left_right", "anterior_posterior", "superior_inferior")
-TABLE_HEADERS = ("Lesion", "Type", "Probability", "Volume (cm3)", "Extent LR x AP x SI (mm)", "Slices")
+# "Type probability": how sure the network is of the type; "Tumour probability": of tumour at all,
+# whatever the type (what a model's minimum tumour probability is compared with).
+TABLE_HEADERS = ("Lesion", "Type", "Type probability", "Tumour probability", "Volume (cm3)", "Extent LR x AP x SI (mm)",
+                 "Slices")
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,18 @@ class Lesion:
     extent_mm: tuple[float, float, float]  # left-right, anterior-posterior, superior-inferior
     slices: tuple[int, int] | None  # first and last slice, 1-based
     centroid_ras: tuple[float, float, float]
+    tumour_probability: float | None = None  # absent from older reports (and without probabilities)
 
     def row(self) -> list[str]:
         """The lesion as the text cells of the results table (TABLE_HEADERS order)."""
-        probability = "" if self.type_probability is None else f"{100.0 * self.type_probability:.0f} %"
+        probability, tumour = (_percent(self.type_probability), _percent(self.tumour_probability))
         extent = " x ".join(f"{value:.1f}" for value in self.extent_mm)
         slices = "" if self.slices is None else f"{self.slices[0]}-{self.slices[1]}"
-        return [str(self.id), self.type_name, probability, f"{self.volume_cm3:.2f}", extent, slices]
+        return [str(self.id), self.type_name, probability, tumour, f"{self.volume_cm3:.2f}", extent, slices]
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100.0 * value:.0f} %"
 
 
 def read_report(path: str) -> dict[str, Any]:
@@ -63,7 +71,7 @@ def _lesion(entry: dict[str, Any]) -> Lesion:
     centroid = entry.get("centroid_ras", entry.get("centroid_ras_mm"))
     if centroid is None or len(centroid) != 3:
         raise BATsegError("the lesion report has a lesion without a centroid: the engine and module versions differ")
-    probability = entry.get("type_probability")
+    probability, tumour = entry.get("type_probability"), entry.get("tumour_probability")
     return Lesion(
         id=int(entry.get("id", 0)),
         type_name=str(entry.get("type_name") or entry.get("type") or ""),
@@ -72,6 +80,7 @@ def _lesion(entry: dict[str, Any]) -> Lesion:
         extent_mm=tuple(float(extent.get(axis, 0.0)) for axis in AXES),
         slices=_slices(entry),
         centroid_ras=tuple(float(v) for v in centroid),
+        tumour_probability=None if tumour is None else float(tumour),
     )
 
 

@@ -36,7 +36,7 @@ def argument(flag):
 
 ORIENTATION_WARNING = "the image has axial slices (5.00 mm apart) but the model was trained on sagittal slices"
 GPU_WARNING = "the GPU ran out of memory; predicting this image again on the CPU (slower)"
-LESION = {"id": 1, "type_name": "Ependymoma", "type_probability": 0.8, "volume_cm3": 1.0,
+LESION = {"id": 1, "type_name": "Ependymoma", "type_probability": 0.8, "tumour_probability": 0.93, "volume_cm3": 1.0,
           "extent_mm": {"left_right": 10.0, "anterior_posterior": 10.0, "superior_inferior": 10.0},
           "slice_first": 11, "slice_last": 20, "centroid_ras_mm": [1.0, 2.0, 3.0]}
 

@@ -135,7 +135,8 @@ def test_successful_run_loads_segments_table_and_probabilities(mrml, volume, fak
     table = result.table.GetTable()
     assert table.GetNumberOfRows() == 1
     assert table.GetValueByName(0, "Type").ToString() == "Ependymoma"
-    assert table.GetValueByName(0, "Probability").ToString() == "80 %"
+    assert table.GetValueByName(0, "Type probability").ToString() == "80 %"
+    assert table.GetValueByName(0, "Tumour probability").ToString() == "93 %"
     assert [lesion.centroid_ras for lesion in result.lesions] == [(1.0, 2.0, 3.0)]
     probability = slicer.util.arrayFromVolume(result.probability)
     assert probability.dtype == np.float32

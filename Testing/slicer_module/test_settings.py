@@ -187,14 +187,14 @@ def test_gpu_warnings():
 
 def test_lesion_report_accepts_both_field_spellings():
     report = {"lesions": [
-        {"id": 1, "type_name": "Ependymoma", "type_probability": 0.734, "volume_cm3": 2.5,
+        {"id": 1, "type_name": "Ependymoma", "type_probability": 0.734, "tumour_probability": 0.912, "volume_cm3": 2.5,
          "extent_mm": {"left_right": 9.9, "anterior_posterior": 12.0, "superior_inferior": 30.25},
          "slice_range": [4, 7], "centroid_ras": [1, 2, 3]},
         {"id": 2, "type_name": "Astrocytoma", "type_probability": None, "volume_cm3": 0.5, "extent_mm": {},
          "slice_first": 2, "slice_last": 3, "centroid_ras_mm": [4, 5, 6]}]}
     first, second = lesion_report.lesions_from_report(report)
-    assert first.row() == ["1", "Ependymoma", "73 %", "2.50", "9.9 x 12.0 x 30.2", "4-7"]
-    assert second.slices == (2, 3) and second.centroid_ras == (4.0, 5.0, 6.0) and second.row()[2] == ""
+    assert first.row() == ["1", "Ependymoma", "73 %", "91 %", "2.50", "9.9 x 12.0 x 30.2", "4-7"]
+    assert second.slices == (2, 3) and second.centroid_ras == (4.0, 5.0, 6.0) and second.row()[2:4] == ["", ""]
     with pytest.raises(BATsegError, match="without a centroid"):
         lesion_report.lesions_from_report({"lesions": [{"id": 1}]})
 
