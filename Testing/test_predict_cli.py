@@ -135,6 +135,15 @@ def test_postprocessing_switches(tmp_path: Path) -> None:
     typed = json.loads((typed_dir / "case.report.json").read_text())
     for lesion in typed["lesions"]:
         assert sum(v > 0 for v in lesion["type_volumes_cm3"].values()) == 1
+    # Random weights are unsure of every voxel: a minimum of 0.999 removes the lesions 0 keeps, and
+    # each lesion kept reports its mean tumour probability.
+    assert typed["lesions"] and all(0 < lesion["tumour_probability"] < 0.999 for lesion in typed["lesions"])
+    sure_dir = tmp_path / "sure"
+    assert predict("-i", str(source), "-o", str(sure_dir), "--min-volume", "0", "--min-tumour-probability", "0.999",
+                   "--progress", "quiet") == 0
+    sure = json.loads((sure_dir / "case.report.json").read_text())
+    assert sure["lesion_count"] == 0 and sure["settings"]["min_tumour_probability"] == 0.999
+    assert sure["settings"]["min_tumour_probability_from"] == "option"
 
 
 def test_save_field_needs_a_field_head(tmp_path: Path, capfd) -> None:
