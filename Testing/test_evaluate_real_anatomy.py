@@ -31,8 +31,26 @@ def test_unaltered_figures_read_counts_volumes_and_warnings(tmp_path: Path, monk
     assert found["scan_t2"]["distributed"]["volumes_mm3"] == [1342.0]
     assert found["scan_t2"]["distributed"]["contrast_warning"] is True
     assert found["scan_t2"]["distributed"]["fluid_to_cord_ratio"] == 1.5
+    assert found["scan_t2"]["distributed"]["contrast_unchecked"] is False
     assert found["scan_t2"]["resliced"] == {"lesions": 0, "volumes_mm3": [], "contrast_warning": False,
-                                            "fluid_to_cord_ratio": None, "warnings": []}
+                                            "contrast_unchecked": False, "fluid_to_cord_ratio": None,
+                                            "warnings": []}
+
+
+def test_a_scan_whose_contrast_could_not_be_checked_is_not_counted_as_warned_t2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = {"lesion_count": 1, "lesions": [{"volume_cm3": 0.43}], "warnings": [real.CONTRAST_UNCHECKED]}
+
+    def fake_predict(model: Path, images: Path, out: Path) -> None:
+        out.mkdir(parents=True)
+        (out / "slab_t2w.report.json").write_text(json.dumps(report))
+
+    monkeypatch.setattr(real, "_predict", fake_predict)
+    version = real.unaltered_figures(Path("model.batseg"), tmp_path / "unaltered", tmp_path / "out")["slab_t2w"]["resliced"]
+    assert version["contrast_warning"] is False and version["contrast_unchecked"] is True
+    assert real.contrast_cell(version) == "unchecked"
+    assert real.contrast_cell({"contrast_warning": True, "contrast_unchecked": False}) == "yes"
+    assert real.contrast_cell({}) == "no"
 
 
 def _row(background: str, kind: str, volume: float, detected: bool, dice: float) -> dict:

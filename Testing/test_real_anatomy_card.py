@@ -1,5 +1,6 @@
 """The real-anatomy card's target verdicts (scripts/make_real_anatomy_card.py): a real T2 scan with a
-lesion passes only when it was warned as T2-weighted, and a T1 false lesion always fails."""
+lesion passes only when it was warned (as T2-weighted, or that its contrast could not be checked; the two
+are counted apart), and a T1 false lesion always fails."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ PHANTOMS = {"version": "0.7.0", "mean_dice": 0.69, "detection_tpr": 0.84, "type_
 SUMMARY = {"large_detected": 0.95, "large_type_accuracy": 0.85}
 
 
-def real(t1_lesions: int, t2_lesions: int, t2_warned: bool) -> dict:
-    t2 = {"lesions": t2_lesions, "contrast_warning": t2_warned}
+def real(t1_lesions: int, t2_lesions: int, t2_warned: bool, unchecked: bool = False) -> dict:
+    t2 = {"lesions": t2_lesions, "contrast_warning": t2_warned, "contrast_unchecked": unchecked}
     return {"insertions": {"summary": SUMMARY},
             "unaltered": {"sct_t1w": {"distributed": {"lesions": t1_lesions, "contrast_warning": False},
                                       "resliced": {"lesions": 0, "contrast_warning": False}},
@@ -35,7 +36,14 @@ def test_a_warned_t2_lesion_meets_the_target_and_an_unwarned_one_does_not() -> N
     warned = card.target_lines(PHANTOMS, PHANTOMS, real(0, 1, True))
     assert line(warned, "- 0 lesions or a contrast warning").endswith(", met")
     silent = card.target_lines(PHANTOMS, PHANTOMS, real(0, 1, False))
-    assert "1 with a lesion and no warning" in silent and "**NOT met**" in line(silent, "- 0 lesions or a contrast")
+    assert "1 with a lesion and neither warning" in silent and "**NOT met**" in line(silent, "- 0 lesions or a contrast")
+
+
+def test_a_t2_lesion_told_its_contrast_was_not_checked_is_counted_apart() -> None:
+    lines = card.target_lines(PHANTOMS, PHANTOMS, real(0, 1, False, unchecked=True))
+    target = line(lines, "- 0 lesions or a contrast warning")
+    assert "1 of them warned as T2-weighted" in target  # the resliced version, not this one
+    assert "1 told that the contrast could not be checked" in target and target.endswith(", met")
 
 
 def test_a_false_lesion_on_a_real_t1_scan_fails_its_target() -> None:

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batseg.inference.case_cord import CONTRAST_UNCHECKED
+
 LARGE_MM3 = 500.0
 TYPES = ("meningioma", "ependymoma", "astrocytoma", "hemangioblastoma")
 
@@ -115,7 +117,9 @@ def unaltered_figures(model: Path, folder: Path, out: Path) -> dict[str, Any]:
             found.setdefault(name, {})[kind] = {
                 "lesions": data["lesion_count"],
                 "volumes_mm3": [round(1000.0 * lesion["volume_cm3"], 1) for lesion in data["lesions"]],
-                "contrast_warning": any("T2" in w for w in data.get("warnings", [])),
+                # The T2 call (the image or the metadata says T2), apart from "could not be checked".
+                "contrast_warning": any("T2" in w for w in data.get("warnings", []) if w != CONTRAST_UNCHECKED),
+                "contrast_unchecked": CONTRAST_UNCHECKED in data.get("warnings", []),
                 "fluid_to_cord_ratio": (data.get("contrast_check") or {}).get("fluid_to_cord_ratio"),
                 "warnings": data.get("warnings", [])}
     return found
@@ -153,9 +157,16 @@ def markdown(model: Path, insert: dict[str, Any], unaltered: dict[str, Any]) -> 
               "|---|---|---|---|"]
     for name, kinds in unaltered.items():
         cells = [str(kinds.get(k, {}).get("lesions", "n/a")) for k in ("distributed", "resliced")]
-        warned = " / ".join("yes" if kinds.get(k, {}).get("contrast_warning") else "no" for k in ("distributed", "resliced"))
+        warned = " / ".join(contrast_cell(kinds.get(k, {})) for k in ("distributed", "resliced"))
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {warned} |")
     return "\n".join(lines)
+
+
+def contrast_cell(version: dict[str, Any]) -> str:
+    """What a scan version was told about its contrast: yes (T2), unchecked (no cord to measure) or no."""
+    if version.get("contrast_warning"):
+        return "yes"
+    return "unchecked" if version.get("contrast_unchecked") else "no"
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_anatomy_soup as soup  # noqa: E402  (a script beside this one)
+from evaluate_real_anatomy import contrast_cell  # noqa: E402
 from make_model_card import (  # noqa: E402
     MODELS, REPO, cases_with_lesions, confusion_table, load_json, pct, summary, tuning_section,
 )
@@ -108,8 +109,7 @@ def unaltered_table(parent_real: dict, child_real: dict, label: str = "parent") 
         before = parent_real["unaltered"].get(name, {})
         cells = [f"{before.get(k, {}).get('lesions', 'n/a')} / {kinds.get(k, {}).get('lesions', 'n/a')}"
                  for k in ("distributed", "resliced")]
-        warned = " / ".join("yes" if kinds.get(k, {}).get("contrast_warning") else "no"
-                            for k in ("distributed", "resliced"))
+        warned = " / ".join(contrast_cell(kinds.get(k, {})) for k in ("distributed", "resliced"))
         role = "as a background" if name in training else "no"
         rows.append(f"| {name} | {role} | {cells[0]} | {cells[1]} | {warned} |")
     return "\n".join(rows)
@@ -121,10 +121,13 @@ def target_lines(parent: dict, child: dict, child_real: dict, label: str = "pare
     t1_lesions = sum(k.get("lesions", 0) for scan in t1 for k in scan.values())
     t2 = {n: v for n, v in child_real["unaltered"].items() if "t2" in n}
     t2_versions = [k for scan in t2.values() for k in scan.values()]
-    # The target: each T2 scan version gets no lesion, or the warning that says it looks T2-weighted.
-    t2_failed = sum(1 for k in t2_versions if k.get("lesions", 0) and not k.get("contrast_warning"))
+    # The target: each T2 scan version gets no lesion, or a contrast warning: the one that says it
+    # looks T2-weighted, or the one that says its contrast could not be checked (both counted apart).
+    t2_failed = sum(1 for k in t2_versions if k.get("lesions", 0) and not k.get("contrast_warning")
+                    and not k.get("contrast_unchecked"))
     t2_lesions = sum(k.get("lesions", 0) for k in t2_versions)
     t2_warned = sum(1 for k in t2_versions if k.get("contrast_warning"))
+    t2_unchecked = sum(1 for k in t2_versions if k.get("contrast_unchecked") and not k.get("contrast_warning"))
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**NOT met**"
@@ -136,7 +139,8 @@ def target_lines(parent: dict, child: dict, child_real: dict, label: str = "pare
         f"{verdict((s['large_type_accuracy'] or 0) >= TARGETS['large_type_accuracy'])}",
         f"- 0 lesions on the unaltered real T1 scans: {t1_lesions}, {verdict(t1_lesions == 0)}",
         f"- 0 lesions or a contrast warning on the real T2 scans: {t2_lesions} lesions over {len(t2_versions)} scan "
-        f"versions, {t2_warned} of them warned as T2-weighted, {t2_failed} with a lesion and no warning, "
+        f"versions, {t2_warned} of them warned as T2-weighted, {t2_unchecked} told that the contrast could not be "
+        f"checked, {t2_failed} with a lesion and neither warning, "
         f"{verdict(t2_failed == 0)}",
         phantom_line("held-out phantoms no worse than 0.6.0, fewer false lesions", PHANTOM_BASELINE, child, verdict),
         phantom_line(f"and against the {label} {parent['version']}", parent, child, None),
@@ -256,7 +260,8 @@ the 40 + 10 held-out phantoms of 0.6.0's card (seeds 7 and 8).
 Every real scan of `../shared` is near-isotropic (1 mm) or a short slab: `batseg predict` says so in a
 warning (`batseg/field_of_view.py`). The files carry no acquisition metadata; the T2 warning above comes from
 the image itself (fluid brighter than the located cord, `batseg/cord_locator/contrast_check.py`), and a DICOM
-series or BIDS sidecar whose echo time says T2 gives one too (`batseg/acquisition.py`).
+series or BIDS sidecar whose echo time says T2 gives one too (`batseg/acquisition.py`). "unchecked": the
+locator found no cord to measure, and the report says that the contrast could not be checked.
 
 ## Limitations
 
