@@ -129,6 +129,8 @@ def malformed_edits() -> dict[str, Edit]:
         "target_spacing_two": _set("input", "target_spacing", value=[0.94, 0.94]),
         "postprocessing_string": _set("postprocessing", value="min 500"),
         "min_volume_infinite": _set("postprocessing", "min_volume_mm3", value=float("inf")),
+        "min_enhancement_50": _set("postprocessing", "min_enhancement", value=50.0),
+        "min_enhancement_string": _set("postprocessing", "min_enhancement", value="1.2"),
         "mirror_axis_7": _set("nnunet", "inference_allowed_mirroring_axes", value=[7]),
         "format_version_string": _set("format_version", value="1"),
         "disclaimer_list": _set("disclaimer", value=["a", "b"]),

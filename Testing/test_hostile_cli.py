@@ -259,6 +259,13 @@ def test_predict_refuses_a_tumour_probability_minimum_outside_0_to_0_999(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("value", ["nan", "-0.1", "5.5", "inf"])
+def test_predict_refuses_an_enhancement_minimum_outside_0_to_5(tmp_path: Path, value: str, capfd) -> None:
+    status = predict("-i", image_file(tmp_path / "a.nii.gz"), "-o", tmp_path / "out", f"--min-enhancement={value}")
+    refused(status, capfd.readouterr().err, "--min-enhancement")
+    assert not (tmp_path / "out").exists()
+
+
 def validation_data(folder: Path, labels: dict[str, int] | None = None) -> Path:
     """An nnU-Net raw folder of two validation cases; `labels` replaces dataset.json's labels."""
     data = make_dataset(folder, n_cases=2, shape=(4, 24, 24))

@@ -67,7 +67,28 @@ def test_a_graded_tuning_table_shows_the_lines_through_the_choice(tmp_path: Path
     (tmp_path / "tune_m.json").write_text(json.dumps({"cases": 3, "candidates": grid, "postprocessing": chosen}))
     text = card.tuning_section(tmp_path, "m")
     rows = [line for line in text.splitlines() if line.startswith("| 2")]
-    assert rows == ["| 200 | 0 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
-                    "| 20 | 0.85 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
-                    "| 200 (chosen) | 0.85 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |"]
+    assert rows == ["| 200 | 0 | 0 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 20 | 0.85 | 0 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 200 (chosen) | 0.85 | 0 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |"]
     assert "minimum mean tumour probability **0.85**" in text and "Of the 8 settings scored" in text
+
+
+def test_an_enhancement_graded_table_shows_its_line_through_the_choice(tmp_path: Path) -> None:
+    import json
+
+    def row(volume: float, least: float, enhancement: float) -> dict:
+        return {"min_volume_mm3": volume, "one_type_per_lesion": True, "min_tumour_probability": least,
+                "min_enhancement": enhancement, "mean_dice": 0.5, "detection_f1": 0.5, "false_positive_rate": 0.2,
+                "healthy_with_lesion": 0, "score": 0.5}
+
+    grid = [row(v, p, e) for e in (0.0, 1.2) for p in (0.0, 0.85) for v in (20.0, 200.0)]
+    chosen = {"min_volume_mm3": 200.0, "one_type_per_lesion": True, "min_tumour_probability": 0.0,
+              "min_enhancement": 1.2}
+    (tmp_path / "tune_m.json").write_text(json.dumps({"cases": 3, "candidates": grid, "postprocessing": chosen}))
+    text = card.tuning_section(tmp_path, "m")
+    rows = [line for line in text.splitlines() if line.startswith("| 2")]
+    assert rows == ["| 200 | 0 | 0 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 20 | 0 | 1.2 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 200 (chosen) | 0 | 1.2 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |",
+                    "| 200 | 0.85 | 1.2 | yes | 50.0 | 50.0 | 20.0 | 0 | 0.500 |"]
+    assert "minimum enhancement **1.2** times the cord" in text

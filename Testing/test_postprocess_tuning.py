@@ -54,10 +54,10 @@ def test_the_smallest_volume_that_removes_specks_but_keeps_lesions_is_chosen(tmp
     pairs = validation_pairs(_dataset(tmp_path / "val", {"a": truth, "b_0000": truth}))
     assert sorted(case.name for case, _ in pairs) == ["a", "b_0000"]
 
-    def predict_raw(case, image: sitk.Image) -> tuple[sitk.Image, None]:
+    def predict_raw(case, image: sitk.Image) -> tuple[sitk.Image, None, None]:
         raw = truth.copy()
         raw[9:10, 18:21, 18:21] = 2  # a 9 mm3 speck far from the lesion: a false positive
-        return _image(raw), None
+        return _image(raw), None, None
 
     # No probabilities: only the probability minimum 0 can be tried (the others are refused, below).
     tuning = tune_postprocessing(predict_raw, pairs, (0.0, 5.0, 10.0, 50.0, 200.0), probability_candidates=(0.0,))
@@ -83,7 +83,7 @@ def test_a_probability_minimum_removes_the_false_lesion_the_network_doubts(tmp_p
         probabilities[0] = 1.0
         probabilities[0][raw == 2], probabilities[2][raw == 2] = 0.05, 0.95
         probabilities[0][raw == 1], probabilities[1][raw == 1] = 0.4, 0.6
-        return _image(raw), probabilities
+        return _image(raw), probabilities, None
 
     tuning = tune_postprocessing(predict_raw, pairs, (0.0, 200.0), probability_candidates=(0.0, 0.5, 0.7, 0.9))
     chosen = tuning.chosen
@@ -96,10 +96,10 @@ def test_a_probability_minimum_removes_the_false_lesion_the_network_doubts(tmp_p
 def test_probability_minimums_need_probabilities(tmp_path: Path) -> None:
     pairs = validation_pairs(_dataset(tmp_path / "val", {"a": _lesion_case()}))
     with pytest.raises(BATsegError, match="no class probabilities"):
-        tune_postprocessing(lambda case, image: (_image(_lesion_case()), None), pairs, (0.0,))
+        tune_postprocessing(lambda case, image: (_image(_lesion_case()), None, None), pairs, (0.0,))
     for bad in ((), (1.0,), (float("nan"),), (-0.1,)):
         with pytest.raises(BATsegError, match="probability"):
-            tune_postprocessing(lambda case, image: (_image(_lesion_case()), None), pairs, (0.0,),
+            tune_postprocessing(lambda case, image: (_image(_lesion_case()), None, None), pairs, (0.0,),
                                 probability_candidates=bad)
 
 
@@ -113,7 +113,7 @@ def test_one_type_per_lesion_is_chosen_when_the_model_splits_lesions(tmp_path: P
         probabilities = np.zeros((5, *raw.shape), dtype=np.float32)
         probabilities[0][raw == 0] = 1.0
         probabilities[2][raw > 0], probabilities[3][raw > 0] = 0.6, 0.4
-        return _image(raw), probabilities
+        return _image(raw), probabilities, None
 
     tuning = tune_postprocessing(predict_raw, pairs, (0.0, 20.0))
     split, whole = (next(c for c in tuning.candidates if c.min_volume_mm3 == 0.0 and c.one_type_per_lesion is one)
@@ -222,3 +222,32 @@ def test_predict_uses_the_models_one_type_choice_unless_told_otherwise(tmp_path:
         counts = class_counts_per_lesion(labels, lesions, count)
         mixed[name] = int(np.sum(np.count_nonzero(counts, axis=1) > 1))
     assert mixed["default"] == 0 < mixed["off"]  # the random-weights model splits lesions between types
+
+
+def test_an_enhancement_minimum_removes_the_false_lesion_that_is_the_cords_own_signal(tmp_path: Path) -> None:
+    """A false lesion as bright as the cord (1.0 times) beside a true one at 2 times: the smallest
+    enhancement minimum above 1.0 is chosen; without a cord signal nothing is judged by it."""
+    truth = _lesion_case()
+    folder = _dataset(tmp_path / "val", {"a": truth})
+    scan = np.full(truth.shape, 100.0, np.float32)
+    scan[truth == 2] = 200.0  # the true lesion enhances
+    sitk.WriteImage(_image(scan), str(folder / "imagesTr" / "a_0000.nii.gz"))
+    pairs = validation_pairs(folder)
+    raw = truth.copy()
+    raw[8:11, 15:21, 15:21] = 2  # 108 mm3 false lesion of the cord's signal
+
+    tuning = tune_postprocessing(lambda case, image: (_image(raw), None, 100.0), pairs, (0.0, 200.0),
+                                 probability_candidates=(0.0,), enhancement_candidates=(0.0, 1.1, 1.5))
+    assert (tuning.chosen.min_volume_mm3, tuning.chosen.min_enhancement) == (0.0, 1.1)  # 1.5 ties: the lower wins
+    assert tuning.chosen.false_positive_rate == 0.0 and tuning.chosen.true_positive_rate == 1.0
+    no_cord = tune_postprocessing(lambda case, image: (_image(raw), None, None), pairs, (0.0,),
+                                  probability_candidates=(0.0,), enhancement_candidates=(0.0, 1.1))
+    assert [c.false_positive_rate for c in no_cord.candidates] == pytest.approx([0.5] * len(no_cord.candidates))
+
+
+def test_enhancement_candidates_are_checked(tmp_path: Path) -> None:
+    pairs = validation_pairs(_dataset(tmp_path / "val", {"a": _lesion_case()}))
+    for bad in ((), (5.5,), (float("nan"),), (-0.1,)):
+        with pytest.raises(BATsegError, match="enhancement"):
+            tune_postprocessing(lambda case, image: (_image(_lesion_case()), None, None), pairs, (0.0,),
+                                probability_candidates=(0.0,), enhancement_candidates=bad)

@@ -146,6 +146,26 @@ def test_postprocessing_switches(tmp_path: Path) -> None:
     assert sure["settings"]["min_tumour_probability_from"] == "option"
 
 
+def test_a_minimum_enhancement_compares_each_lesion_with_the_cord(tmp_path: Path) -> None:
+    """The shipped model on a smooth noise volume with a cord mask given: each lesion reports its
+    median signal over the cord's, and a minimum of 5 (no lesion here is 5 times the cord) removes
+    every lesion that 0 keeps."""
+    source = tmp_path / "case.nii.gz"
+    image = sagittal_image((8, 56, 48), seed=12)
+    sitk.WriteImage(image, str(source))
+    mask = sitk.GetImageFromArray((np.arange(56)[None, :, None] < 28).repeat(8, 0).repeat(48, 2).astype(np.uint8))
+    mask.CopyInformation(image)
+    sitk.WriteImage(mask, str(tmp_path / "cord.nii.gz"))
+    runs = {}
+    for name, least in (("flat", "0"), ("bright", "5")):
+        assert main(["predict", "-i", str(source), "-o", str(tmp_path / name), "--min-volume", "0", "--min-enhancement",
+                     least, "--cord-masks", str(tmp_path / "cord.nii.gz"), "--no-crop", "--progress", "quiet"]) == 0
+        runs[name] = json.loads((tmp_path / name / "case.report.json").read_text())
+    assert runs["flat"]["cord_signal"] > 0 and runs["flat"]["settings"]["min_enhancement_from"] == "option"
+    assert runs["flat"]["lesions"] and all(0 < lesion["enhancement"] < 5 for lesion in runs["flat"]["lesions"])
+    assert runs["bright"]["lesion_count"] == 0 and runs["bright"]["settings"]["min_enhancement"] == 5.0
+
+
 def test_save_field_needs_a_field_head(tmp_path: Path, capfd) -> None:
     import torch
 

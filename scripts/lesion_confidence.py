@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     lesions = []
     for case, label_path in validation_pairs(args.data):
         truth_image, truth = read_label_file(label_path)
-        labels, probabilities = _raw_prediction(predictor, case, read_image(case), cord)
+        labels, probabilities, _ = _raw_prediction(predictor, case, read_image(case), cord)
         spacing = tuple(reversed(truth_image.GetSpacing()))
         rows = case_lesions(sitk.GetArrayFromImage(labels), probabilities, truth, spacing, min_volume)
         lesions += [{"case": case.name, **row} for row in rows]

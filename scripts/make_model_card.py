@@ -193,9 +193,9 @@ def status_text(batseg: dict[str, Any], device: str) -> str:
 def tuning_section(work: Path, name: str) -> str:
     """The card's postprocessing paragraph and table, from `batseg tune-postprocess --json`.
 
-    With probability minimums among the candidates the full grid runs to a hundred rows; the
-    table then shows the two lines through the chosen setting (every volume at the chosen
-    probability, every probability at the chosen volume), the chosen type switch on both."""
+    With probability or enhancement minimums among the candidates the full grid runs to hundreds
+    of rows; the table then shows the lines through the chosen setting (every value of one graded
+    minimum with the others at their chosen values), the chosen type switch on all."""
     table_file = work / f"tune_{name}.json"
     if not table_file.is_file():
         return "Default postprocessing (minimum lesion volume 20 mm3); no validation tuning was run."
@@ -204,24 +204,24 @@ def tuning_section(work: Path, name: str) -> str:
     key = _setting_key
     chosen_key = key(chosen)
     candidates = table["candidates"]
-    graded = len({c.get("min_tumour_probability", 0.0) for c in candidates}) > 1
+    graded = any(len({key(c)[axis] for c in candidates}) > 1 for axis in (2, 3))
     if graded:
         candidates = [c for c in candidates if key(c)[1] == chosen_key[1]
-                      and (key(c)[0] == chosen_key[0] or key(c)[2] == chosen_key[2])]
-    rows = ["| min volume mm3 | min tumour probability | one type per lesion | mean Dice % | detection F1 % "
-            "| FP detection rate % | healthy with a lesion | score |",
-            "|---|---|---|---|---|---|---|---|"]
+                      and sum(key(c)[axis] != chosen_key[axis] for axis in (0, 2, 3)) <= 1]
+    rows = ["| min volume mm3 | min tumour probability | min enhancement | one type per lesion | mean Dice % "
+            "| detection F1 % | FP detection rate % | healthy with a lesion | score |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in candidates:
         mark = " (chosen)" if key(c) == chosen_key else ""
-        rows.append(f"| {c['min_volume_mm3']:g}{mark} | {key(c)[2]:g} | {'yes' if key(c)[1] else 'no'} | "
+        rows.append(f"| {c['min_volume_mm3']:g}{mark} | {key(c)[2]:g} | {key(c)[3]:g} | {'yes' if key(c)[1] else 'no'} | "
                     f"{pct(c['mean_dice'])} | {pct(c['detection_f1'])} | {pct(c['false_positive_rate'])} | "
                     f"{c['healthy_with_lesion']} | {c['score']:.3f} |")
     one_type_text = "on" if chosen_key[1] else "off"
     shown = (f"Of the {len(table['candidates'])} settings scored, the table shows those through the chosen one.\n\n"
              if graded else "")
     return (
-        f"Minimum lesion volume **{chosen_key[0]:g} mm3**, minimum mean tumour probability **{chosen_key[2]:g}** "
-        f"and one tumour type per lesion **{one_type_text}**, "
+        f"Minimum lesion volume **{chosen_key[0]:g} mm3**, minimum mean tumour probability **{chosen_key[2]:g}**, "
+        f"minimum enhancement **{chosen_key[3]:g}** times the cord and one tumour type per lesion **{one_type_text}**, "
         f"chosen by `batseg tune-postprocess` on {table['cases']} validation phantoms (`batseg phantom -n 20 "
         "--seed 11`, neither training nor test cases) and recorded in the manifest, so `batseg predict` and the "
         "Slicer module use them by default (holes are filled per class first). Criterion: mean of the mean Dice "
@@ -230,10 +230,11 @@ def tuning_section(work: Path, name: str) -> str:
     )
 
 
-def _setting_key(entry: dict[str, Any]) -> tuple[float, bool, float]:
-    """(minimum volume, one type per lesion, minimum tumour probability) of a candidate or a choice."""
+def _setting_key(entry: dict[str, Any]) -> tuple[float, bool, float, float]:
+    """(minimum volume, one type per lesion, minimum tumour probability, minimum enhancement) of a
+    candidate or a choice (the last two 0 in tables written before they existed)."""
     return (entry["min_volume_mm3"], bool(entry.get("one_type_per_lesion", False)),
-            float(entry.get("min_tumour_probability") or 0.0))
+            float(entry.get("min_tumour_probability") or 0.0), float(entry.get("min_enhancement") or 0.0))
 
 
 def parent_section(manifest: dict[str, Any], parent_file: Path | None) -> str:

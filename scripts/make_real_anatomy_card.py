@@ -413,8 +413,9 @@ def what_changed(args: argparse.Namespace) -> str:
                 f"{len(args.members)} fine-tunings of `{soup.parent_file(args.members)}` (data seeds "
                 f"{', '.join(str(draw['seed']) for draw in args.member_draws)}). Only its postprocessing is new: "
                 "`batseg tune-postprocess` now also chooses the least mean tumour probability a lesion needs to be "
-                "kept (`batseg/postprocess.py`), and on the same validation cases chose "
-                f"{args.chosen_postprocessing}. Lesions the network is unsure of, most of them false, are dropped.")
+                "kept (`batseg/postprocess.py`) and the least enhancement, its median signal over the spinal cord's "
+                "(`batseg/enhancement.py`), and on the same validation cases chose "
+                f"{args.chosen_postprocessing}.")
     if args.members:
         seeds = ", ".join(str(draw["seed"]) for draw in args.member_draws)
         return (f"This model is the weight average (`batseg average`, a \"model soup\": Wortsman et al., ICML 2022) of "
@@ -534,8 +535,10 @@ def main() -> None:
     manifest = read_manifest(source)
     args.same_weights = manifest["weights_sha256"] == parent_manifest.get("weights_sha256")
     chosen = manifest.get("postprocessing") or {}
-    args.chosen_postprocessing = (f"{chosen.get('min_tumour_probability') or 0:g} (with {chosen.get('min_volume_mm3'):g} "
-                                  f"mm3 and one type per lesion {'on' if chosen.get('one_type_per_lesion') else 'off'})")
+    args.chosen_postprocessing = (f"a minimum volume of {chosen.get('min_volume_mm3'):g} mm3, a minimum tumour "
+                                  f"probability of {chosen.get('min_tumour_probability') or 0:g}, a minimum enhancement of "
+                                  f"{chosen.get('min_enhancement') or 0:g} times the cord and one type per lesion "
+                                  f"{'on' if chosen.get('one_type_per_lesion') else 'off'}")
     folders = soup.folder_names(args.members, args.work)
     training = portable_paths(manifest["training"], folders)  # its command, sources, the lineage's rounds
     metrics = {"held_out_phantoms": child, "held_out_real_backgrounds": child_real["insertions"]["summary"],

@@ -17,9 +17,10 @@ from batseg.errors import BATsegError
 
 AXES = ("left_right", "anterior_posterior", "superior_inferior")
 # "Type probability": how sure the network is of the type; "Tumour probability": of tumour at all,
-# whatever the type (what a model's minimum tumour probability is compared with).
-TABLE_HEADERS = ("Lesion", "Type", "Type probability", "Tumour probability", "Volume (cm3)", "Extent LR x AP x SI (mm)",
-                 "Slices")
+# whatever the type (what a model's minimum tumour probability is compared with); "Enhancement": the
+# lesion's median signal over the spinal cord's (what a model's minimum enhancement is compared with).
+TABLE_HEADERS = ("Lesion", "Type", "Type probability", "Tumour probability", "Enhancement", "Volume (cm3)",
+                 "Extent LR x AP x SI (mm)", "Slices")
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,28 @@ class Lesion:
     slices: tuple[int, int] | None  # first and last slice, 1-based
     centroid_ras: tuple[float, float, float]
     tumour_probability: float | None = None  # absent from older reports (and without probabilities)
+    enhancement: float | None = None  # absent from older reports (and without a cord to compare with)
 
     def row(self) -> list[str]:
         """The lesion as the text cells of the results table (TABLE_HEADERS order)."""
         probability, tumour = (_percent(self.type_probability), _percent(self.tumour_probability))
         extent = " x ".join(f"{value:.1f}" for value in self.extent_mm)
         slices = "" if self.slices is None else f"{self.slices[0]}-{self.slices[1]}"
-        return [str(self.id), self.type_name, probability, tumour, f"{self.volume_cm3:.2f}", extent, slices]
+        return [str(self.id), self.type_name, probability, tumour, _times(self.enhancement), f"{self.volume_cm3:.2f}",
+                extent, slices]
 
 
 def _percent(value: float | None) -> str:
     return "" if value is None else f"{100.0 * value:.0f} %"
+
+
+def _times(value: float | None) -> str:
+    # Two decimals: tuned minimums such as 1.15 must be told from the lesion's own figure.
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def read_report(path: str) -> dict[str, Any]:
@@ -71,16 +83,16 @@ def _lesion(entry: dict[str, Any]) -> Lesion:
     centroid = entry.get("centroid_ras", entry.get("centroid_ras_mm"))
     if centroid is None or len(centroid) != 3:
         raise BATsegError("the lesion report has a lesion without a centroid: the engine and module versions differ")
-    probability, tumour = entry.get("type_probability"), entry.get("tumour_probability")
     return Lesion(
         id=int(entry.get("id", 0)),
         type_name=str(entry.get("type_name") or entry.get("type") or ""),
-        type_probability=None if probability is None else float(probability),
+        type_probability=_optional_float(entry.get("type_probability")),
         volume_cm3=float(entry.get("volume_cm3", 0.0)),
         extent_mm=tuple(float(extent.get(axis, 0.0)) for axis in AXES),
         slices=_slices(entry),
         centroid_ras=tuple(float(v) for v in centroid),
-        tumour_probability=None if tumour is None else float(tumour),
+        tumour_probability=_optional_float(entry.get("tumour_probability")),
+        enhancement=_optional_float(entry.get("enhancement")),
     )
 
 

@@ -34,7 +34,9 @@ import slicer
 import vtk
 
 from batseg.errors import BATsegError
-from batseg.postprocess_settings import recommended_min_tumour_probability, recommended_min_volume
+from batseg.postprocess_settings import (
+    recommended_min_enhancement, recommended_min_tumour_probability, recommended_min_volume,
+)
 
 from BATsegSlicerLib import commands
 from BATsegSlicerLib.ai_output import remember_ai_output
@@ -72,6 +74,7 @@ class SegmentationResult:
     warnings: list[str] = field(default_factory=list)  # the run's warnings, each once
     min_volume_mm3: float | None = None  # smallest lesion kept; None: postprocessing was off
     min_tumour_probability: float = 0.0  # least mean tumour probability of a kept lesion; 0: none
+    min_enhancement: float = 0.0  # least median signal of a kept lesion over the cord's; 0: none applied
 
     @property
     def overall_type_name(self) -> str:
@@ -83,7 +86,16 @@ class SegmentationResult:
     def summary(self) -> str:
         """The results line the panel shows (see run_summary.results_summary)."""
         return results_summary(len(self.lesions), self.overall_type_name, self.min_volume_mm3,
-                               self.min_tumour_probability)
+                               self.min_tumour_probability, self.min_enhancement)
+
+
+def _applied_min_enhancement(manifest: dict[str, Any], report: dict[str, Any], postprocess: bool) -> float:
+    """The model's minimum enhancement if the engine applied it, else 0. It judges lesions against the
+    cord's signal: without one (the report's cord_signal null, e.g. no cord found) it removed nothing,
+    and naming it would claim a filter that did not run."""
+    if not postprocess or report.get("cord_signal") is None:
+        return 0.0
+    return recommended_min_enhancement(manifest)
 
 
 class BATsegLogic(_LogicBase):
@@ -184,12 +196,12 @@ class BATsegLogic(_LogicBase):
         for node in nodes:
             place_beside(node, volume)
         show_in_3d(segmentation)
-        # The engine applies the model's minimums: the module never passes --min-volume or
-        # --min-tumour-probability.
+        # The engine applies the model's minimums: the module never passes --min-volume,
+        # --min-tumour-probability or --min-enhancement.
         min_volume = recommended_min_volume(manifest) if options.postprocess else None
         least = recommended_min_tumour_probability(manifest) if options.postprocess else 0.0
         return SegmentationResult(segmentation, table, probability_node, lesions, report, list(warnings), min_volume,
-                                  least)
+                                  least, _applied_min_enhancement(manifest, report, options.postprocess))
 
     # -- review ----------------------------------------------------------------------------
     def jumpToLesion(self, lesion: Lesion, volumeNode=None) -> tuple[float, float, float]:

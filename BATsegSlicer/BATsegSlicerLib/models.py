@@ -31,7 +31,9 @@ from batseg.inference.expected_time import expected_text
 from batseg.model_file import DISCLAIMER as DEFAULT_DISCLAIMER
 from batseg.model_file import MODEL_SUFFIX, check_classes
 from batseg.models import list_models, user_models_dir
-from batseg.postprocess_settings import POSTPROCESSING_KEY, recommended_min_tumour_probability, recommended_min_volume
+from batseg.postprocess_settings import (
+    POSTPROCESSING_KEY, recommended_min_enhancement, recommended_min_tumour_probability, recommended_min_volume,
+)
 
 from BATsegSlicerLib.commands import MODULE_DIR
 from BATsegSlicerLib.files import move_no_clobber
@@ -83,12 +85,25 @@ class ModelEntry:
 
     @property
     def postprocessing_summary(self) -> str:
-        """The minimum lesion volume (and tumour probability) Apply will use with this model, and where they come from."""
+        """The minimum lesion volume (tumour probability, enhancement) Apply will use with this model, and
+        where they come from."""
         tuned = "min_volume_mm3" in (self.manifest.get(POSTPROCESSING_KEY) or {})
         origin = "chosen on validation data" if tuned else "default"
+        dropped = [f"Lesions under {recommended_min_volume(self.manifest):g} mm3", *self._other_minimums()]
+        listed = dropped[0] if len(dropped) == 1 else ", ".join(dropped[:-1]) + ", and " + dropped[-1]
+        return f"{listed} are dropped ({origin})."
+
+    def _other_minimums(self) -> list[str]:
+        """The 'those whose ...' clauses of the minimums this model sets besides the volume."""
+        clauses = []
         least = recommended_min_tumour_probability(self.manifest)
-        doubted = f", and those whose mean tumour probability is under {least:g}" if least > 0 else ""
-        return f"Lesions under {recommended_min_volume(self.manifest):g} mm3{doubted} are dropped ({origin})."
+        if least > 0:
+            clauses.append(f"those whose mean tumour probability is under {least:g}")
+        enhancement = recommended_min_enhancement(self.manifest)
+        if enhancement > 0:  # it removes a tumour that does not enhance too: the user must know
+            clauses.append(f"those whose median signal is under {enhancement:g} times the spinal cord's "
+                           "(so non-enhancing tumours are missed)")
+        return clauses
 
     @property
     def expected_time(self) -> str:

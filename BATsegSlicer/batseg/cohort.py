@@ -29,8 +29,8 @@ COHORT_JSON = "cohort.json"
 FORMAT = "batseg-cohort"
 FORMAT_VERSION = 1
 STATUSES = ("segmented", "resumed", "failed", "skipped")
-SETTING_COLUMNS: tuple[str, ...] = ("min_volume_mm3", "min_tumour_probability", "one_type_per_lesion", "postprocess", "tta",
-                                    "batseg_version", "created")
+SETTING_COLUMNS: tuple[str, ...] = ("min_volume_mm3", "min_tumour_probability", "min_enhancement", "one_type_per_lesion",
+                                    "postprocess", "tta", "batseg_version", "created")
 COLUMNS: tuple[str, ...] = (
     "case", "status", "source", "model_name", "model_version", "model_weights_sha256", *SETTING_COLUMNS,
     "lesion_count", "total_volume_cm3", *(f"volume_{c.key}_cm3" for c in TUMOUR_CLASSES),

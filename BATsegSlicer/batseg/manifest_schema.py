@@ -22,7 +22,7 @@ import re
 from typing import Any, Callable
 
 from batseg.errors import ModelFileError
-from batseg.postprocess_settings import MAX_MIN_TUMOUR_PROBABILITY
+from batseg.postprocess_settings import MAX_MIN_ENHANCEMENT, MAX_MIN_TUMOUR_PROBABILITY
 
 # The only classes a manifest may name (both spellings nnU-Net writes are accepted).
 ALLOWED_CLASSES: dict[str, frozenset[str]] = {
@@ -263,6 +263,8 @@ def _check_postprocessing(check: _Checker, settings: Any) -> None:
     if settings.get("min_tumour_probability") is not None:
         check.number(settings["min_tumour_probability"], "postprocessing.min_tumour_probability", 0.0,
                      MAX_MIN_TUMOUR_PROBABILITY)
+    if settings.get("min_enhancement") is not None:
+        check.number(settings["min_enhancement"], "postprocessing.min_enhancement", 0.0, MAX_MIN_ENHANCEMENT)
     for key in ("fill_holes", "one_type_per_lesion"):
         if key in settings and not isinstance(settings[key], bool):
             check.fail(f"postprocessing.{key}", "must be true or false")

@@ -7,7 +7,9 @@ the patient's real volumes. Steps, in this order:
    `batseg.lesions`) smaller than a minimum volume in mm3;
 3. drop lesions whose mean tumour probability is below a minimum (optional; needs the class
    probabilities);
-4. optionally give every lesion a single tumour type (the project's own option, METHOD.md 5).
+4. drop lesions that enhance less than a minimum, their median signal over the cord's
+   (optional; needs the scan and a cord reference, `batseg.enhancement`);
+5. optionally give every lesion a single tumour type (the project's own option, METHOD.md 5).
 
 Decisions the papers leave open:
 - Hole filling is 3-D (`scipy.ndimage.binary_fill_holes` per class, 6-connected background,
@@ -24,6 +26,9 @@ Decisions the papers leave open:
   the peak was 0.9 or more on every false lesion of at least 200 mm3, as on the true ones, while
   the mean set most of them apart (`scripts/lesion_confidence.py`, docs/method.md). Nothing is
   removed at 0 (the default, and the value of a model whose tuning did not choose one).
+- Enhancement: without a cord reference (no cord mask, or a cord the lesions cover) no lesion is
+  judged by it and all are kept: the step removes only what it can measure. Nothing is removed at
+  0 (the default). Its blind spot, said wherever it is offered: a non-enhancing astrocytoma.
 - One type per lesion: the class with the largest summed probability over the lesion's
   voxels; without probabilities, the class with most voxels; ties go to the lower label value.
 """
@@ -35,6 +40,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from batseg.enhancement import enhancement_per_lesion
 from batseg.errors import BATsegError
 from batseg.lesions import (
     TUMOUR_VALUES,
@@ -56,12 +62,17 @@ def postprocess(
     min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
     one_type_per_lesion: bool = False,
     min_tumour_probability: float = 0.0,
+    min_enhancement: float = 0.0,
+    volume: np.ndarray | None = None,
+    cord_signal: float | None = None,
 ) -> np.ndarray:
     """Clean a (z, y, x) label map (values 0-4); `spacing` in mm in the array's axis order.
 
     `probabilities` is (5, z, y, x) with background first, or (4, z, y, x) with the tumour
     classes only; it is used by `min_tumour_probability` (which needs it) and by
-    `one_type_per_lesion`. Returns a new array of the input dtype; the input is not modified.
+    `one_type_per_lesion`. `volume` (the scan on the same grid) and `cord_signal` (the cord's
+    median signal, `batseg.enhancement.cord_reference`) are used by `min_enhancement`.
+    Returns a new array of the input dtype; the input is not modified.
     """
     check_label_map(labels)
     result = np.array(labels, copy=True)
@@ -72,6 +83,8 @@ def postprocess(
         result = remove_small_lesions(result, voxel_mm3, min_volume_mm3)
     if min_tumour_probability > 0:
         result = remove_unconfident_lesions(result, probabilities, min_tumour_probability)
+    if min_enhancement > 0 and cord_signal is not None:
+        result = remove_unenhanced_lesions(result, volume, cord_signal, min_enhancement)
     if one_type_per_lesion:
         result = single_type_per_lesion(result, probabilities)
     return result
@@ -116,6 +129,21 @@ def remove_unconfident_lesions(labels: np.ndarray, probabilities: np.ndarray | N
     unsure[0] = False  # component 0 is the background
     result = labels.copy()
     result[unsure[components]] = 0
+    return result
+
+
+def remove_unenhanced_lesions(labels: np.ndarray, volume: np.ndarray | None, cord_signal: float,
+                              min_enhancement: float) -> np.ndarray:
+    """Set to background every lesion whose median signal is below `min_enhancement` times the cord's."""
+    if volume is None:
+        raise BATsegError("a minimum enhancement needs the scan itself: pass it, or set the minimum to 0")
+    components, count = label_lesions(labels > 0)
+    if count == 0:
+        return labels
+    flat = enhancement_per_lesion(volume, components, count, cord_signal) < min_enhancement
+    flat[0] = False  # component 0 is the background
+    result = labels.copy()
+    result[flat[components]] = 0
     return result
 
 

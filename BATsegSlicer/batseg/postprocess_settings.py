@@ -19,6 +19,9 @@ DEFAULT_MIN_VOLUME_MM3 = 20.0
 # The largest minimum mean tumour probability a manifest or option may give: at 1 every lesion
 # the network has any doubt about would go.
 MAX_MIN_TUMOUR_PROBABILITY = 0.999
+# The largest minimum enhancement (a lesion's median signal over the cord's) a manifest or option
+# may give: the brightest lesions of METHOD.md (hemangioblastoma) are about 3 times the cord.
+MAX_MIN_ENHANCEMENT = 5.0
 POSTPROCESSING_KEY = "postprocessing"  # manifest key written by batseg.postprocess_tuning
 
 
@@ -36,4 +39,11 @@ def recommended_one_type_per_lesion(manifest: dict) -> bool:
 def recommended_min_tumour_probability(manifest: dict) -> float:
     """The minimum mean tumour probability of a kept lesion a model file recommends, else 0 (keep all)."""
     value = (manifest.get(POSTPROCESSING_KEY) or {}).get("min_tumour_probability")
+    return 0.0 if value is None else float(value)
+
+
+def recommended_min_enhancement(manifest: dict) -> float:
+    """The minimum enhancement of a kept lesion (its median signal over the cord's) a model file
+    recommends, else 0 (keep all)."""
+    value = (manifest.get(POSTPROCESSING_KEY) or {}).get("min_enhancement")
     return 0.0 if value is None else float(value)

@@ -4,19 +4,22 @@ The minimum volume below which postprocessing drops a lesion trades missed small
 against false alarms, and whether each lesion should get a single tumour type depends on how
 often the model splits one lesion between types; where the balance lies depends on the model.
 Likewise the least mean tumour probability a lesion needs to be kept (`batseg.postprocess`):
-false lesions a network is unsure of go, at the cost of true lesions it is unsure of.
-This module picks all three on labelled validation cases (never the test cases) and the choice is
+false lesions a network is unsure of go, at the cost of true lesions it is unsure of; and the
+least enhancement (a lesion's median signal over the cord's, `batseg.enhancement`): false lesions
+that are the cord's own signal go, at the cost of lesions that do not enhance.
+This module picks all four on labelled validation cases (never the test cases) and the choice is
 stored in the model file's manifest ("postprocessing"), where `batseg predict` and the Slicer
 module read it.
 
 Decisions:
 - Each case is predicted once, without postprocessing, on its own grid (labels and class
   probabilities), along the path `batseg predict` takes with the same cord flags (the cascade
-  crop by default; the command's `predict_raw`), which the manifest records; every candidate (a
-  minimum volume, a minimum tumour probability, with and without one type per lesion) is then
-  applied to that raw label map exactly as `batseg predict` applies it (hole filling per class,
-  removal of smaller lesions in mm3, of lesions below the probability, then the type decision) and
-  scored with `batseg.metrics`. Settings that leave the same label map are scored once.
+  crop by default; the command's `predict_raw`), which the manifest records, with the cord's
+  signal where a cord was found; every candidate (a minimum volume, a minimum tumour probability,
+  a minimum enhancement, with and without one type per lesion) is then applied to that raw label
+  map exactly as `batseg predict` applies it (hole filling per class, removal of smaller lesions
+  in mm3, of lesions below the probability, of lesions below the enhancement, then the type
+  decision) and scored with `batseg.metrics`. Settings that leave the same label map are scored once.
 - Criterion: the mean of two figures, mean Dice over the tumour classes present and lesion
   detection F1 (recall: Lemay's true positive detection rate; precision: one minus the false
   positive detection rate; false lesions on healthy cases count). Dice alone hardly moves with
@@ -24,11 +27,16 @@ Decisions:
   outlined. A figure that cannot be computed counts as 0.
 - Ties (scores within 1e-6) go to the smaller volume: a small true nodule lost costs more
   than a speck kept, and a radiologist deletes a speck in seconds; then to the lower probability
-  minimum (for the same reason); then to leaving the types as predicted (the simpler output).
+  minimum and then the lower enhancement minimum (for the same reason); then to leaving the types
+  as predicted (the simpler output).
 - Candidates: 0 (keep every lesion) to 1000 mm3 (1 cm3), on a roughly logarithmic scale that
   includes the engine's default (20 mm3) and Lemay et al.'s 200 mm3. Probability minimums: 0
   (keep every lesion) and 0.5 to 0.9; above 0.9 the validation cases of model 0.10.0 lost most
-  true lesions (`scripts/lesion_confidence.py`).
+  true lesions (`scripts/lesion_confidence.py`). Enhancement minimums: 0 (keep every lesion) and
+  1.1 to 1.3 times the cord; on the validation cases of model 0.10.0 every true lesion had a median
+  of at least 1.23 times the cord, most false ones on real backgrounds 1.12-1.19. The synthetic
+  lesions enhance by construction (1.15-3 times the cord), so validation cannot weigh the cost of
+  a tumour that does not enhance: a user who expects one sets `--min-enhancement 0`.
 - Sanity warnings (`validation_warnings`): without a case free of tumour, false lesions on
   healthy scans cannot weigh in the choice; with fewer than `MIN_CASES_PER_TYPE` cases of a
   tumour type, the choice rests on a handful of its lesions. The tuning still runs; the warnings
@@ -54,19 +62,24 @@ import SimpleITK as sitk
 
 from batseg.errors import BATsegError
 from batseg.evaluation import check_same_geometry, read_label_file
+from batseg.inference.pipeline import tumour_box
 from batseg.io import Case, find_cases, read_image
 from batseg.labels import TUMOUR_CLASSES
 from batseg.metrics import aggregate, evaluate_case
 from batseg.postprocess import postprocess
-from batseg.postprocess_settings import MAX_MIN_TUMOUR_PROBABILITY, POSTPROCESSING_KEY
+from batseg.postprocess_settings import MAX_MIN_ENHANCEMENT, MAX_MIN_TUMOUR_PROBABILITY, POSTPROCESSING_KEY
 
-# A raw prediction on the case's grid: the label map and the class probabilities (or None).
-# `predict_raw(case, image)` makes it: the case tells where a cord mask of the user's lies.
-RawPrediction = tuple[sitk.Image, "np.ndarray | None"]
+# A raw prediction on the case's grid: the label map, the class probabilities (or None) and the
+# cord's signal (`batseg.enhancement.cord_reference`; None without a cord). `predict_raw(case,
+# image)` makes it: the case tells where a cord mask of the user's lies.
+RawPrediction = tuple[sitk.Image, "np.ndarray | None", "float | None"]
+# One setting: (minimum volume mm3, one type per lesion, minimum tumour probability, minimum enhancement).
+Setting = tuple[float, bool, float, float]
 
 CANDIDATES_MM3: tuple[float, ...] = (0.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 ONE_TYPE_OPTIONS: tuple[bool, ...] = (False, True)
 PROBABILITY_CANDIDATES: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+ENHANCEMENT_CANDIDATES: tuple[float, ...] = (0.0, 1.1, 1.15, 1.2, 1.25, 1.3)
 TIE_TOLERANCE = 1e-6
 # The largest minimum volume a manifest may record (batseg.manifest_schema's bound): 10 litres.
 MAX_MIN_VOLUME_MM3 = 1e7
@@ -81,6 +94,7 @@ class Candidate:
     min_volume_mm3: float
     one_type_per_lesion: bool
     min_tumour_probability: float
+    min_enhancement: float
     mean_dice: float | None
     detection_f1: float | None
     false_positive_rate: float | None
@@ -101,7 +115,8 @@ class Tuning:
     def chosen(self) -> Candidate:
         best = max(c.score for c in self.candidates)
         tied = (c for c in self.candidates if c.score >= best - TIE_TOLERANCE)
-        return min(tied, key=lambda c: (c.min_volume_mm3, c.min_tumour_probability, c.one_type_per_lesion))
+        return min(tied, key=lambda c: (c.min_volume_mm3, c.min_tumour_probability, c.min_enhancement,
+                                        c.one_type_per_lesion))
 
 
 def validation_pairs(data: str | Path) -> list[tuple[Case, Path]]:
@@ -162,6 +177,16 @@ def check_probability_candidates(candidates: Sequence[float]) -> None:
                           f"{MAX_MIN_TUMOUR_PROBABILITY:g}; got {bad[0]:g}")
 
 
+def check_enhancement_candidates(candidates: Sequence[float]) -> None:
+    """BATsegError unless every candidate minimum enhancement is a number from 0 to `MAX_MIN_ENHANCEMENT`."""
+    if not candidates:
+        raise BATsegError("give at least one minimum enhancement candidate (0 keeps every lesion)")
+    bad = [value for value in candidates if not math.isfinite(value) or not 0 <= value <= MAX_MIN_ENHANCEMENT]
+    if bad:
+        raise BATsegError(f"minimum enhancement candidates must be numbers from 0 to {MAX_MIN_ENHANCEMENT:g} (times "
+                          f"the cord's signal); got {bad[0]:g}")
+
+
 def detection_f1(detection: dict[str, Any]) -> float | None:
     """F1 of lesion detection from pooled counts (None when there is neither a true nor a predicted lesion)."""
     recall = detection["true_positive_detection_rate"]
@@ -173,7 +198,7 @@ def detection_f1(detection: dict[str, Any]) -> float | None:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def score_candidate(setting: tuple[float, bool, float], case_results: list[dict[str, Any]]) -> Candidate:
+def score_candidate(setting: Setting, case_results: list[dict[str, Any]]) -> Candidate:
     """The figures and the criterion (module docstring) of one candidate."""
     summary = aggregate(case_results)
     dice = summary["mean_over_classes"]["dice"]
@@ -182,6 +207,7 @@ def score_candidate(setting: tuple[float, bool, float], case_results: list[dict[
         min_volume_mm3=setting[0],
         one_type_per_lesion=setting[1],
         min_tumour_probability=setting[2],
+        min_enhancement=setting[3],
         mean_dice=dice,
         detection_f1=f1,
         false_positive_rate=summary["detection"]["false_positive_detection_rate"],
@@ -198,26 +224,31 @@ def tune_postprocessing(
     on_case: Callable[[int, int], None] | None = None,
     one_type_options: Sequence[bool] = ONE_TYPE_OPTIONS,
     probability_candidates: Sequence[float] = PROBABILITY_CANDIDATES,
+    enhancement_candidates: Sequence[float] = ENHANCEMENT_CANDIDATES,
 ) -> Tuning:
-    """Score every (minimum volume, one type per lesion, minimum tumour probability) setting on every
-    case; `predict_raw` gives a label map without postprocessing and the class probabilities."""
+    """Score every (minimum volume, one type per lesion, minimum tumour probability, minimum
+    enhancement) setting on every case; `predict_raw` gives a label map without postprocessing, the
+    class probabilities and the cord's signal."""
     check_candidates(candidates)
     check_probability_candidates(probability_candidates)
-    settings = [(float(v), bool(one), float(p)) for one in one_type_options for p in probability_candidates
-                for v in candidates]
-    results: dict[tuple[float, bool, float], list[dict[str, Any]]] = {setting: [] for setting in settings}
+    check_enhancement_candidates(enhancement_candidates)
+    settings = [(float(v), bool(one), float(p), float(e)) for one in one_type_options for e in enhancement_candidates
+                for p in probability_candidates for v in candidates]
+    results: dict[Setting, list[dict[str, Any]]] = {setting: [] for setting in settings}
     types_per_case = []
     for index, (case, label_path) in enumerate(pairs, start=1):
         # `batseg evaluate`'s own reading and grid check, so both score the same label maps.
         truth, gt = read_label_file(label_path)
         types_per_case.append([c.key for c in TUMOUR_CLASSES if np.any(gt == c.value)])
-        predicted, probabilities = predict_raw(case, read_image(case))
+        image = read_image(case)
+        predicted, probabilities, cord_signal = predict_raw(case, image)
         check_same_geometry(predicted, truth, case.name)
-        if probabilities is None and any(p > 0 for _, _, p in settings):
+        if probabilities is None and any(s[2] > 0 for s in settings):
             raise BATsegError(f"{case.name}: the prediction has no class probabilities, which a minimum tumour "
                               "probability needs; tune with the candidate 0 only")
         scored = _score_settings(sitk.GetArrayFromImage(predicted), probabilities, gt,
-                                 tuple(reversed(truth.GetSpacing())), settings)
+                                 tuple(reversed(truth.GetSpacing())), settings,
+                                 (sitk.GetArrayViewFromImage(image), cord_signal))
         for setting, result in scored.items():
             results[setting].append(result)
         if on_case is not None:
@@ -228,23 +259,38 @@ def tune_postprocessing(
 
 
 def _score_settings(raw: np.ndarray, probabilities: np.ndarray | None, gt: np.ndarray, spacing: tuple[float, ...],
-                    settings: Sequence[tuple[float, bool, float]]) -> dict[tuple[float, bool, float], dict[str, Any]]:
-    """`evaluate_case` of every setting's label map of one case, each distinct map scored once."""
+                    settings: Sequence[Setting], signal: tuple[np.ndarray | None, float | None] = (None, None),
+                    ) -> dict[Setting, dict[str, Any]]:
+    """`evaluate_case` of every setting's label map of one case, each distinct map scored once;
+    `signal`: the scan's array and the cord's signal, for the enhancement minimums."""
     scored: dict[bytes, dict[str, Any]] = {}  # label map digest -> its scores (HD95 is the slow part)
     out = {}
-    for volume in sorted({volume for volume, _, _ in settings}):
+    for volume in sorted({s[0] for s in settings}):
         # Hole filling and small-lesion removal once per volume; the later steps of `postprocess`
-        # then on that result, as `postprocess` orders them.
+        # then on that result, as `postprocess` orders them, inside the lesions' bounding box (as
+        # `batseg predict` runs them: every later step is per lesion, so the box changes nothing).
         cleaned = postprocess(raw, spacing, fill_holes=True, min_volume_mm3=volume)
+        box = tumour_box(cleaned)
         for setting in (s for s in settings if s[0] == volume):
-            _, one_type, least = setting
-            final = postprocess(cleaned, spacing, probabilities=probabilities, fill_holes=False, min_volume_mm3=0.0,
-                                min_tumour_probability=least, one_type_per_lesion=one_type)
+            final = cleaned if box is None else _later_steps(cleaned, box, spacing, setting, probabilities, signal)
             key = hashlib.sha256(final.tobytes()).digest()
             if key not in scored:
                 scored[key] = evaluate_case(final, gt, spacing)
             out[setting] = scored[key]
     return out
+
+
+def _later_steps(cleaned: np.ndarray, box: tuple[slice, ...], spacing: tuple[float, ...], setting: Setting,
+                 probabilities: np.ndarray | None, signal: tuple[np.ndarray | None, float | None]) -> np.ndarray:
+    """The steps of `postprocess` after the volume minimum, run on `box` of `cleaned`."""
+    _, one_type, least, enhancement = setting
+    scan = None if signal[0] is None else signal[0][box]
+    final = cleaned.copy()
+    final[box] = postprocess(cleaned[box], spacing, probabilities=None if probabilities is None else
+                             probabilities[(slice(None), *box)], fill_holes=False, min_volume_mm3=0.0,
+                             min_tumour_probability=least, one_type_per_lesion=one_type,
+                             min_enhancement=enhancement, volume=scan, cord_signal=signal[1])
+    return final
 
 
 def validation_warnings(tuning: Tuning, min_per_type: int = MIN_CASES_PER_TYPE) -> list[str]:
@@ -275,6 +321,7 @@ def manifest_entry(tuning: Tuning, data: str | Path, predicted_with: dict[str, A
             "min_volume_mm3": chosen.min_volume_mm3,
             "one_type_per_lesion": chosen.one_type_per_lesion,
             "min_tumour_probability": chosen.min_tumour_probability,
+            "min_enhancement": chosen.min_enhancement,
             "chosen_on": f"{tuning.cases} validation cases of {Path(data).name} by batseg tune-postprocess",
             "criterion": "mean of (mean Dice over tumour classes, lesion detection F1)",
             **({} if predicted_with is None else {"predicted_with": predicted_with}),
@@ -311,12 +358,12 @@ def format_table(tuning: Tuning) -> str:
     chosen = tuning.chosen
     lines = [
         f"postprocessing on {tuning.cases} validation cases (synthetic or real, as given; not for clinical use)",
-        f"{'min mm3':>8}{'min P':>6}{'1 type':>7}{'Dice %':>8}{'F1 %':>7}{'TPR %':>7}{'FPR %':>7}{'healthy+':>9}{'score':>8}",
+        f"{'min mm3':>8}{'min P':>6}{'min E':>6}{'1 type':>7}{'Dice %':>8}{'F1 %':>7}{'TPR %':>7}{'FPR %':>7}{'healthy+':>9}{'score':>8}",
     ]
     for c in tuning.candidates:
         mark = "  <- chosen" if c is chosen else ""
         lines.append(
-            f"{c.min_volume_mm3:>8g}{c.min_tumour_probability:>6g}{'yes' if c.one_type_per_lesion else 'no':>7}{pct(c.mean_dice):>8}{pct(c.detection_f1):>7}{pct(c.true_positive_rate):>7}"
+            f"{c.min_volume_mm3:>8g}{c.min_tumour_probability:>6g}{c.min_enhancement:>6g}{'yes' if c.one_type_per_lesion else 'no':>7}{pct(c.mean_dice):>8}{pct(c.detection_f1):>7}{pct(c.true_positive_rate):>7}"
             f"{pct(c.false_positive_rate):>7}{c.healthy_with_lesion:>9}{c.score:>8.3f}{mark}"
         )
     return "\n".join(lines)

@@ -33,6 +33,10 @@ distances are the patient's. Decisions the papers leave open:
   Spinal Cord Toolbox's CASE_seg.nii.gz). A lesion with at least `INSIDE_CORD_FRACTION` of its
   voxels inside the mask is "inside_cord" (intramedullary), else "outside_cord"; without a
   mask it is "unknown" and "cord_overlap_fraction" is null. The type is never used to guess it.
+- Enhancement ("enhancement"): the lesion's median signal over the cord's (`batseg.enhancement`;
+  the reference, the cord's median away from the raw prediction's lesions, is the case's
+  "cord_signal"); null without a cord reference. The figure a model's minimum enhancement is
+  compared with (`batseg.postprocess`).
 
 Every field is listed in docs/inference.md ("The lesion report, field by field").
 """
@@ -52,6 +56,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from batseg.atomic_files import text_writer
+from batseg.enhancement import enhancement_per_lesion
 from batseg.errors import BATsegError
 from batseg.labels import TUMOUR_CLASSES
 from batseg.lesions import (
@@ -84,7 +89,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "centroid_ras_x_mm", "centroid_ras_y_mm", "centroid_ras_z_mm",
     *(f"volume_{c.key}_cm3" for c in TUMOUR_CLASSES),
     *(f"probability_{c.key}" for c in TUMOUR_CLASSES),
-    "mixed_types", "cord_location", "cord_overlap_fraction", "tumour_probability",
+    "mixed_types", "cord_location", "cord_overlap_fraction", "tumour_probability", "enhancement",
 )
 
 
@@ -112,12 +117,15 @@ def lesion_report(
     probabilities: np.ndarray | None = None,
     case_id: str = "",
     cord_mask: np.ndarray | None = None,
+    volume: np.ndarray | None = None,
+    cord_signal: float | None = None,
 ) -> dict:
     """The report of every lesion in `labels` plus case-level totals (see the module docstring).
 
     `probabilities`: (5, z, y, x) with background first or (4, z, y, x) tumour classes only, on
     the label image's grid (SimpleITK array order). `cord_mask`: a spinal cord mask (z, y, x)
-    on that grid (non-zero inside the cord), or None when there is none.
+    on that grid (non-zero inside the cord), or None when there is none. `volume`: the scan on
+    that grid and `cord_signal` the cord's median signal, for each lesion's enhancement.
     """
     if labels.GetDimension() != 3:
         raise BATsegError(f"the label image must be 3-D, got {labels.GetDimension()}-D: pass a 3-D label volume")
@@ -144,12 +152,17 @@ def lesion_report(
         )
         for index in range(1, count + 1)
     ]
+    ratios = enhancement_per_lesion(volume, components, count, cord_signal) if volume is not None else None
+    for index, lesion in enumerate(lesions, start=1):
+        lesion["enhancement"] = None if ratios is None or np.isnan(ratios[index]) else float(ratios[index])
     lesions.sort(key=lambda lesion: -lesion["centroid_lps_mm"][2])  # head to feet (LPS z = superior)
     for number, lesion in enumerate(lesions, start=1):
         lesion["id"] = number
     summary = _case_summary(array, lesions, voxel_mm3, geometry, slice_axis, case_id, tumour_probs is not None)
     lesions = summary.pop("lesions")
-    return {**summary, "cord_mask": cord is not None, "lesions": lesions}  # the lesion list stays last
+    return {**summary, "cord_mask": cord is not None,
+            "cord_signal": None if cord_signal is None or volume is None else float(cord_signal),
+            "lesions": lesions}  # the lesion list stays last
 
 
 def _lesion_indices(components: np.ndarray, index: int, box: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
@@ -283,6 +296,7 @@ def _lesion_cells(report: dict, lesion: dict) -> list:
         "yes" if lesion["mixed_types"] else "no", lesion["cord_location"],
         "" if lesion["cord_overlap_fraction"] is None else _round(lesion["cord_overlap_fraction"]),
         "" if lesion["tumour_probability"] is None else _round(lesion["tumour_probability"]),
+        "" if lesion.get("enhancement") is None else _round(lesion["enhancement"]),
     ]
 
 

@@ -14,6 +14,8 @@ Behaviour is chosen with the BATSEG_FAKE_MODE environment variable:
               them: a GPU out-of-memory log line, the model's disclaimer, the per-case
               orientation warning logged as "CASE: ..." and repeated in the result event
   empty       like predict, but nothing is found (no lesion, overall type "none")
+  The predict-like modes report a cord signal (the reference of each lesion's enhancement), or none
+  (cord_signal null, as when the engine found no cord) when BATSEG_FAKE_NO_CORD is set.
   train       copy the --finetune-from model file to --output (a valid model file), logging the
               --replay-data folder when one is given; exit 0
 """
@@ -36,9 +38,10 @@ def argument(flag):
 
 ORIENTATION_WARNING = "the image has axial slices (5.00 mm apart) but the model was trained on sagittal slices"
 GPU_WARNING = "the GPU ran out of memory; predicting this image again on the CPU (slower)"
-LESION = {"id": 1, "type_name": "Ependymoma", "type_probability": 0.8, "tumour_probability": 0.93, "volume_cm3": 1.0,
-          "extent_mm": {"left_right": 10.0, "anterior_posterior": 10.0, "superior_inferior": 10.0},
+LESION = {"id": 1, "type_name": "Ependymoma", "type_probability": 0.8, "tumour_probability": 0.93, "enhancement": 1.8,
+          "volume_cm3": 1.0, "extent_mm": {"left_right": 10.0, "anterior_posterior": 10.0, "superior_inferior": 10.0},
           "slice_first": 11, "slice_last": 20, "centroid_ras_mm": [1.0, 2.0, 3.0]}
+CORD_SIGNAL = 400.0
 
 
 def predict(mode="predict"):
@@ -65,8 +68,10 @@ def predict(mode="predict"):
         event(event="log", message="warning: " + DISCLAIMER)
     sitk.WriteImage(out, os.path.join(out_dir, case + ".nii.gz"))
     found = mode != "empty"
+    cord = "BATSEG_FAKE_NO_CORD" not in os.environ
+    lesion = LESION if cord else {**LESION, "enhancement": None}
     report = {"case_id": case, "overall_type_name": "Ependymoma" if found else "none", "disclaimer": "test",
-              "lesions": [LESION] if found else []}
+              "cord_signal": CORD_SIGNAL if cord else None, "lesions": [lesion] if found else []}
     with open(os.path.join(out_dir, case + ".report.json"), "w") as handle:
         json.dump(report, handle)
     if "--save-probabilities" in sys.argv:

@@ -106,6 +106,20 @@ def test_panel_text_says_which_minimum_volume_apply_uses(library):
                                                                           "min_tumour_probability": 0.8}}, shipped=True)
     assert doubted.postprocessing_summary == ("Lesions under 200 mm3, and those whose mean tumour probability is under "
                                               "0.8 are dropped (chosen on validation data).")
+    flat = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 200.0,
+                                                                       "min_enhancement": 1.15}}, shipped=True)
+    assert flat.postprocessing_summary == (
+        "Lesions under 200 mm3, and those whose median signal is under 1.15 times the spinal cord's (so non-enhancing "
+        "tumours are missed) are dropped (chosen on validation data).")
+    both = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {
+        "min_volume_mm3": 200.0, "min_tumour_probability": 0.8, "min_enhancement": 1.2}}, shipped=True)
+    assert both.postprocessing_summary == (
+        "Lesions under 200 mm3, those whose mean tumour probability is under 0.8, and those whose median signal is "
+        "under 1.2 times the spinal cord's (so non-enhancing tumours are missed) are dropped (chosen on validation "
+        "data).")
+    off = ModelEntry(entry.path, {**entry.manifest, "postprocessing": {"min_volume_mm3": 50.0, "min_enhancement": 0.0}},
+                     shipped=True)
+    assert off.postprocessing_summary == "Lesions under 50 mm3 are dropped (chosen on validation data)."
 
 
 HELD_OUT = {"n_cases": 40, "mean_dice": 0.23001275, "detection_tpr": 0.63636364, "type_accuracy": 0.39285714,

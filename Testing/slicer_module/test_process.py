@@ -6,7 +6,8 @@ as they were; exit status 2 gives the engine's one-line error, a crash its statu
 stderr line, both with the full log; a successful run loads the outputs into the scene (four
 segments, lesion table, probability overlay) and refuses outputs that are not on the input grid;
 its result carries the run's warnings once each (not the disclaimer the panel always shows) and
-the results line the panel shows, which names the minimum volume applied when nothing is found.
+the results line the panel shows, which names the minimum volume applied when nothing is found
+(and the model's minimum enhancement only when the engine had a cord to apply it against).
 Fine-tuning adds the new model, passes the original training data folder on to the engine and
 refuses, before starting, one that does not exist or holds no imagesTr/.
 """
@@ -137,6 +138,7 @@ def test_successful_run_loads_segments_table_and_probabilities(mrml, volume, fak
     assert table.GetValueByName(0, "Type").ToString() == "Ependymoma"
     assert table.GetValueByName(0, "Type probability").ToString() == "80 %"
     assert table.GetValueByName(0, "Tumour probability").ToString() == "93 %"
+    assert table.GetValueByName(0, "Enhancement").ToString() == "1.80x"
     assert [lesion.centroid_ras for lesion in result.lesions] == [(1.0, 2.0, 3.0)]
     probability = slicer.util.arrayFromVolume(result.probability)
     assert probability.dtype == np.float32
@@ -183,6 +185,32 @@ def test_empty_result_names_the_minimum_volume_applied(mrml, volume, fake_python
     assert job.state is JobState.SUCCEEDED, job.full_log()
     assert job.result.min_volume_mm3 is None
     assert job.result.summary.startswith("The model reported no lesion. ")
+
+
+def test_empty_result_names_the_minimum_enhancement_only_when_applied(mrml, volume, fake_python, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("BATSEG_FAKE_MODE", "empty")
+    monkeypatch.setattr(logic_module, "read_manifest", lambda path: {
+        "name": "fake", "postprocessing": {"min_volume_mm3": 200.0, "min_tumour_probability": 0.8,
+                                           "min_enhancement": 1.2}})
+    logic = BATsegLogic(userModelsDir=str(tmp_path / "models"), python=fake_python)
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    assert job.result.min_enhancement == 1.2
+    assert job.result.summary == (
+        "The model reported no lesion of at least 200 mm3 with a mean tumour probability of at least 0.8 and a "
+        "median signal of at least 1.2 times the spinal cord's. This model can miss lesions, non-enhancing ones "
+        "among them: review the image.")
+    # No cord to compare with: the engine judged nothing by enhancement, so it is not claimed.
+    monkeypatch.setenv("BATSEG_FAKE_NO_CORD", "1")
+    job = logic.process(volume, "model.batseg", PredictOptions(), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    assert job.result.min_enhancement == 0.0
+    assert job.result.summary == ("The model reported no lesion of at least 200 mm3 with a mean tumour probability of "
+                                  "at least 0.8. This model can miss lesions: review the image.")
+    job = logic.process(volume, "model.batseg", PredictOptions(postprocess=False), timeout=120)
+    assert job.state is JobState.SUCCEEDED, job.full_log()
+    assert job.result.min_enhancement == 0.0
 
 
 def test_output_on_another_grid_is_refused_and_nothing_is_added(mrml, volume, fake_python, tmp_path, monkeypatch):

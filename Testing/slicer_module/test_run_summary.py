@@ -23,6 +23,15 @@ def test_empty_result_does_not_claim_there_is_no_tumour():
     assert results_summary(0, "", 200.0, 0.8).startswith(
         "The model reported no lesion of at least 200 mm3 with a mean tumour probability of at least 0.8.")
     assert results_summary(0, "", None, 0.8).startswith("The model reported no lesion.")  # postprocessing off
+    assert results_summary(0, "", 200.0, 0.0, 1.2) == (
+        "The model reported no lesion of at least 200 mm3 with a median signal of at least 1.2 times the spinal "
+        "cord's. This model can miss lesions, non-enhancing ones among them: review the image.")
+    assert results_summary(0, "", 200.0, 0.8, 1.2).startswith(
+        "The model reported no lesion of at least 200 mm3 with a mean tumour probability of at least 0.8 and a median "
+        "signal of at least 1.2 times the spinal cord's.")
+    assert results_summary(0, "", None, 0.8, 1.2) == (
+        "The model reported no lesion. This model can miss lesions: review the image.")  # postprocessing off
+    assert results_summary(1, "Astrocytoma", 200.0, 0.8, 1.2).startswith("1 lesion(s).")
 
 
 def test_status_lists_each_warning_on_its_own_line_in_orange():

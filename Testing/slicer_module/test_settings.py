@@ -187,14 +187,18 @@ def test_gpu_warnings():
 
 def test_lesion_report_accepts_both_field_spellings():
     report = {"lesions": [
-        {"id": 1, "type_name": "Ependymoma", "type_probability": 0.734, "tumour_probability": 0.912, "volume_cm3": 2.5,
+        {"id": 1, "type_name": "Ependymoma", "type_probability": 0.734, "tumour_probability": 0.912,
+         "enhancement": 1.834, "volume_cm3": 2.5,
          "extent_mm": {"left_right": 9.9, "anterior_posterior": 12.0, "superior_inferior": 30.25},
          "slice_range": [4, 7], "centroid_ras": [1, 2, 3]},
-        {"id": 2, "type_name": "Astrocytoma", "type_probability": None, "volume_cm3": 0.5, "extent_mm": {},
-         "slice_first": 2, "slice_last": 3, "centroid_ras_mm": [4, 5, 6]}]}
-    first, second = lesion_report.lesions_from_report(report)
-    assert first.row() == ["1", "Ependymoma", "73 %", "91 %", "2.50", "9.9 x 12.0 x 30.2", "4-7"]
-    assert second.slices == (2, 3) and second.centroid_ras == (4.0, 5.0, 6.0) and second.row()[2:4] == ["", ""]
+        {"id": 2, "type_name": "Astrocytoma", "type_probability": None, "enhancement": None, "volume_cm3": 0.5,
+         "extent_mm": {}, "slice_first": 2, "slice_last": 3, "centroid_ras_mm": [4, 5, 6]},
+        {"id": 3, "type_name": "Meningioma", "volume_cm3": 0.5, "centroid_ras": [7, 8, 9]}]}  # an older report
+    first, second, older = lesion_report.lesions_from_report(report)
+    assert first.row() == ["1", "Ependymoma", "73 %", "91 %", "1.83x", "2.50", "9.9 x 12.0 x 30.2", "4-7"]
+    assert second.slices == (2, 3) and second.centroid_ras == (4.0, 5.0, 6.0) and second.row()[2:5] == ["", "", ""]
+    assert older.enhancement is None and older.row()[2:5] == ["", "", ""]
+    assert len(first.row()) == len(lesion_report.TABLE_HEADERS)
     with pytest.raises(BATsegError, match="without a centroid"):
         lesion_report.lesions_from_report({"lesions": [{"id": 1}]})
 

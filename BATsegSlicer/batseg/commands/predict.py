@@ -81,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: the model's, chosen on validation data by batseg tune-postprocess; else 0)",
     )
     parser.add_argument(
+        "--min-enhancement", type=float, default=None, metavar="R",
+        help="remove lesions whose median signal is below R times the spinal cord's (a lesion that does not "
+        "enhance), from 0 (keep all) to 5; needs a cord (the locator's or --cord-masks); misses non-enhancing "
+        "astrocytomas (default: the model's, chosen on validation data by batseg tune-postprocess; else 0)",
+    )
+    parser.add_argument(
         "--one-type-per-lesion", action=argparse.BooleanOptionalAction, default=None,
         help="give each lesion the single most probable tumour type (default: the model's choice, made on validation "
         "data by batseg tune-postprocess; off for a model without one or with --no-postprocess)",
@@ -121,7 +127,7 @@ def options_from(args: argparse.Namespace):
     from batseg.errors import BATsegError
     from batseg.inference.backends import check_threads
     from batseg.inference.pipeline import PredictOptions
-    from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3, MAX_MIN_TUMOUR_PROBABILITY
+    from batseg.postprocess_settings import DEFAULT_MIN_VOLUME_MM3, MAX_MIN_ENHANCEMENT, MAX_MIN_TUMOUR_PROBABILITY
 
     min_volume = DEFAULT_MIN_VOLUME_MM3 if args.min_volume is None else float(args.min_volume)  # None: run() takes the model's
     if not math.isfinite(min_volume) or min_volume < 0:  # inf would remove every lesion, nan none
@@ -130,6 +136,10 @@ def options_from(args: argparse.Namespace):
     if not math.isfinite(least) or not 0 <= least <= MAX_MIN_TUMOUR_PROBABILITY:  # 1 would remove every lesion
         raise BATsegError(f"--min-tumour-probability {args.min_tumour_probability} must be a number from 0 (keep every "
                           f"lesion) to {MAX_MIN_TUMOUR_PROBABILITY:g}")
+    enhancement = 0.0 if args.min_enhancement is None else float(args.min_enhancement)
+    if not math.isfinite(enhancement) or not 0 <= enhancement <= MAX_MIN_ENHANCEMENT:
+        raise BATsegError(f"--min-enhancement {args.min_enhancement} must be a number from 0 (keep every lesion) to "
+                          f"{MAX_MIN_ENHANCEMENT:g} (times the cord's signal)")
     check_threads(args.threads)  # before anything loads: a huge count crashed the runtimes
     cord = cord_settings(args)
     return PredictOptions(
@@ -138,6 +148,7 @@ def options_from(args: argparse.Namespace):
         min_volume_mm3=min_volume,
         one_type_per_lesion=bool(args.one_type_per_lesion),  # None: run() takes the model's
         min_tumour_probability=least,  # None: run() takes the model's
+        min_enhancement=enhancement,  # None: run() takes the model's
         save_probabilities=args.save_probabilities,
         save_field=args.save_field,
         overwrite=args.overwrite,
@@ -151,6 +162,7 @@ def options_from(args: argparse.Namespace):
         min_volume_from="option" if args.min_volume is not None else "default",
         one_type_from="option" if args.one_type_per_lesion is not None else "default",
         min_probability_from="option" if args.min_tumour_probability is not None else "default",
+        min_enhancement_from="option" if args.min_enhancement is not None else "default",
     )
 
 
@@ -169,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     from batseg.inference.sliding_window import parse_tile
     from batseg.models import resolve_model
     from batseg.postprocess_settings import (
-        POSTPROCESSING_KEY, recommended_min_tumour_probability, recommended_min_volume, recommended_one_type_per_lesion,
+        POSTPROCESSING_KEY, recommended_min_enhancement, recommended_min_tumour_probability, recommended_min_volume,
+        recommended_one_type_per_lesion,
     )
     from batseg.progress import Progress
 
@@ -203,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
     if args.min_tumour_probability is None and options.postprocess:
         options = replace(options, min_tumour_probability=recommended_min_tumour_probability(predictor.manifest),
                           min_probability_from=chosen_by_model)
+    if args.min_enhancement is None and options.postprocess:
+        options = replace(options, min_enhancement=recommended_min_enhancement(predictor.manifest),
+                          min_enhancement_from=chosen_by_model)
     if options.save_field and not predictor.field_channels:
         raise BATsegError(f"model {predictor.manifest.get('name')!r} has no distance-field head; drop --save-field")
     resumed = resumed_cases(complete, model_identity(predictor.manifest), run_settings(options, predictor), options)

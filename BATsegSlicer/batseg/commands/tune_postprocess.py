@@ -24,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `tune-postprocess` sub-command."""
     parser = subparsers.add_parser(
         "tune-postprocess",
-        help="choose a model's minimum lesion volume, minimum lesion probability and one-type-per-lesion setting on "
-        "validation cases",
-        description="Predict each validation case once, apply every candidate minimum lesion volume and minimum mean "
-        "tumour probability (with and without one tumour type per lesion), score them "
+        help="choose a model's minimum lesion volume, minimum lesion probability, minimum enhancement and "
+        "one-type-per-lesion setting on validation cases",
+        description="Predict each validation case once, apply every candidate minimum lesion volume, minimum mean "
+        "tumour probability and minimum enhancement (with and without one tumour type per lesion), score them "
         "(mean Dice over classes and lesion detection F1) and print the table. Use validation cases, never the "
         "cases you report test results on.",
     )
@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--probability-candidates", type=float, nargs="+", default=None, metavar="P",
                         help="minimum mean tumour probabilities of a kept lesion to try (default 0 0.5 0.6 0.7 0.75 "
                         "0.8 0.85 0.9; 0 keeps every lesion)")
+    parser.add_argument("--enhancement-candidates", type=float, nargs="+", default=None, metavar="R",
+                        help="minimum enhancements of a kept lesion (its median signal over the cord's) to try "
+                        "(default 0 1.1 1.15 1.2 1.25 1.3; 0 keeps every lesion). The synthetic validation lesions "
+                        "all enhance: give 0 alone if your tumours may not")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
     add_cord_arguments(parser, "run the model")
@@ -65,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from batseg.model_file import MODEL_SUFFIX, with_manifest_updates
     from batseg.models import resolve_model
     from batseg.postprocess_tuning import (
-        CANDIDATES_MM3, PROBABILITY_CANDIDATES, check_candidates, check_probability_candidates, format_table,
-        manifest_entry, tune_postprocessing, tuned_identity, validation_pairs,
+        CANDIDATES_MM3, ENHANCEMENT_CANDIDATES, PROBABILITY_CANDIDATES, check_candidates, check_enhancement_candidates,
+        check_probability_candidates, format_table, manifest_entry, tune_postprocessing, tuned_identity,
+        validation_pairs,
     )
     from batseg.progress import Progress
 
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     check_candidates(candidates)
     probabilities = PROBABILITY_CANDIDATES if args.probability_candidates is None else args.probability_candidates
     check_probability_candidates(probabilities)
+    enhancements = ENHANCEMENT_CANDIDATES if args.enhancement_candidates is None else args.enhancement_candidates
+    check_enhancement_candidates(enhancements)
     for path in (args.output, args.json):
         if path:
             check_can_write(path, args.overwrite)
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         tuning = tune_postprocessing(
             lambda case, image: _raw_prediction(predictor, case, image, cord), pairs, candidates,
             lambda done, total: progress.update("tune", done, total), probability_candidates=probabilities,
+            enhancement_candidates=enhancements,
         )
     print(format_table(tuning), flush=True)
     entry = manifest_entry(tuning, args.data, cord.as_dict())
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     progress.result(chosen_min_volume_mm3=tuning.chosen.min_volume_mm3,
                     chosen_one_type_per_lesion=tuning.chosen.one_type_per_lesion,
                     chosen_min_tumour_probability=tuning.chosen.min_tumour_probability,
+                    chosen_min_enhancement=tuning.chosen.min_enhancement,
                     outputs={"model": args.output, "json": args.json})
     return 0
 
@@ -134,11 +143,16 @@ def _check_not_data(pairs, *outputs: str | None) -> None:
 
 
 def _raw_prediction(predictor, case, image, cord: CordSettings):
-    """Labels without postprocessing and class probabilities on the case's grid, along predict's path."""
+    """Labels without postprocessing, class probabilities and the cord's signal on the case's grid,
+    along predict's path."""
+    import SimpleITK as sitk
+
     from batseg import acquisition
+    from batseg.enhancement import cord_reference
     from batseg.inference.case_cord import find_case_cord
 
     mask = find_case_cord(case, image, cord.cord_masks, cord.cord_locator, acquisition.of_case(case)).mask
     crop = {} if mask is None or cord.crop_margin_mm is None else {"roi": mask, "crop_margin_mm": cord.crop_margin_mm}
     prediction = predictor.predict(image, probabilities=True, **crop)
-    return prediction.labels, prediction.probabilities
+    signal = cord_reference(sitk.GetArrayViewFromImage(image), mask, sitk.GetArrayViewFromImage(prediction.labels) > 0)
+    return prediction.labels, prediction.probabilities, signal

@@ -63,6 +63,7 @@ from batseg.batch import NotAScan, Skipped, label_map_reason
 from batseg.cohort import COHORT_CSV, COHORT_JSON, cohort_files, is_own_table, row_from_report, row_without_report
 from batseg.dicom_seg import SEG_SUFFIX
 from batseg.errors import BATsegError
+from batseg.enhancement import cord_reference
 from batseg.field_of_view import geometry_warnings
 from batseg.inference.backends import is_out_of_memory
 from batseg.inference.case_cord import find_case_cord
@@ -86,8 +87,8 @@ OPTIONAL_SUFFIXES = {
 # The run's own outputs (option `cohort`), by kind.
 RUN_OUTPUT_NAMES = {"cohort_csv": COHORT_CSV, "cohort_json": COHORT_JSON}
 # The settings a resumed case's report must share with the run (besides the model).
-RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "min_tumour_probability", "one_type_per_lesion",
-                                     "tta", "crop_margin_mm", "cord_locator")
+RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "min_tumour_probability", "min_enhancement",
+                                     "one_type_per_lesion", "tta", "crop_margin_mm", "cord_locator")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class PredictOptions:
     min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3
     one_type_per_lesion: bool = False
     min_tumour_probability: float = 0.0  # a lesion's least mean tumour probability (batseg.postprocess)
+    min_enhancement: float = 0.0  # a lesion's least median signal over the cord's (batseg.enhancement)
     save_probabilities: bool = False
     save_field: bool = False
     overwrite: bool = False
@@ -112,6 +114,7 @@ class PredictOptions:
     min_volume_from: str = "option"  # where the minimum volume came from: option, model or default
     one_type_from: str = "option"  # where the one-type-per-lesion choice came from
     min_probability_from: str = "option"  # where the minimum tumour probability came from
+    min_enhancement_from: str = "option"  # where the minimum enhancement came from
 
 
 def output_paths(
@@ -341,8 +344,10 @@ def tumour_box(labels: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
     return tuple(axes)
 
 
-def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, options: PredictOptions) -> sitk.Image:
-    """`batseg.postprocess` on the tumour bounding box grown by one background voxel.
+def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, options: PredictOptions,
+                       volume: np.ndarray | None = None, cord_signal: float | None = None) -> sitk.Image:
+    """`batseg.postprocess` on the tumour bounding box grown by one background voxel; `volume` (the
+    scan's array) and `cord_signal` (`batseg.enhancement.cord_reference`) serve the minimum enhancement.
 
     Equivalent to postprocessing the whole map (a hole lies inside its class's box; the grown
     box's rim is background connected to the outside, as the crop border is for hole filling;
@@ -360,6 +365,9 @@ def postprocess_labels(labels: sitk.Image, probabilities: np.ndarray | None, opt
             min_volume_mm3=options.min_volume_mm3 if options.postprocess else 0.0,
             one_type_per_lesion=options.one_type_per_lesion,
             min_tumour_probability=options.min_tumour_probability if options.postprocess else 0.0,
+            min_enhancement=options.min_enhancement if options.postprocess else 0.0,
+            volume=None if volume is None else volume[box],
+            cord_signal=cord_signal,
         )
     image = sitk.GetImageFromArray(array.astype(np.uint8, copy=False))
     image.CopyInformation(labels)
@@ -374,6 +382,8 @@ def run_settings(options: PredictOptions, predictor: Predictor) -> dict[str, Any
         "min_volume_from": options.min_volume_from if options.postprocess else "off (--no-postprocess)",
         "min_tumour_probability": float(options.min_tumour_probability) if options.postprocess else 0.0,
         "min_tumour_probability_from": options.min_probability_from if options.postprocess else "off (--no-postprocess)",
+        "min_enhancement": float(options.min_enhancement) if options.postprocess else 0.0,
+        "min_enhancement_from": options.min_enhancement_from if options.postprocess else "off (--no-postprocess)",
         "one_type_per_lesion": options.one_type_per_lesion,
         "one_type_per_lesion_from": options.one_type_from,
         "tta": options.tta,
@@ -453,10 +463,14 @@ def _segment_case(
     warnings = (prediction.warnings + [w for w in [acquisition.contrast_warning(facts)] if w] + geometry_warnings(image)
                 + case_cord.warnings)
     with stage("postprocess"):
-        labels = postprocess_labels(prediction.labels, prediction.probabilities, options)
+        volume = sitk.GetArrayViewFromImage(image)
+        # The cord's own signal, away from every raw lesion: the reference of each lesion's enhancement.
+        cord_signal = cord_reference(volume, cord, sitk.GetArrayViewFromImage(prediction.labels) > 0)
+        labels = postprocess_labels(prediction.labels, prediction.probabilities, options, volume, cord_signal)
     model = model_identity(predictor.manifest)
     with stage("report"):
-        report = lesion_report(labels, prediction.probabilities, case.name, cord_mask=cord)
+        report = lesion_report(labels, prediction.probabilities, case.name, cord_mask=cord, volume=volume,
+                               cord_signal=cord_signal)
         report["source"] = str(case.path)
         report["disclaimer"] = predictor.disclaimer  # what this model was trained on
         report["model"] = model
