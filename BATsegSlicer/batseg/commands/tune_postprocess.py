@@ -40,9 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="minimum mean tumour probabilities of a kept lesion to try (default 0 0.5 0.6 0.7 0.75 "
                         "0.8 0.85 0.9; 0 keeps every lesion)")
     parser.add_argument("--enhancement-candidates", type=float, nargs="+", default=None, metavar="R",
-                        help="minimum enhancements of a kept lesion (its median signal over the cord's) to try "
-                        "(default 0 1.1 1.15 1.2 1.25 1.3; 0 keeps every lesion). The synthetic validation lesions "
-                        "all enhance: give 0 alone if your tumours may not")
+                        help="minimum enhancements of a kept lesion (its median signal over the cord's) to try, "
+                        "e.g. 0 1.1 1.15 1.2 1.25 1.3 (default 0 alone: keep every lesion). Only with validation "
+                        "cases whose tumours enhance as yours do: a minimum drops non-enhancing tumours")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
     add_cord_arguments(parser, "run the model")
