@@ -167,3 +167,16 @@ def assert_predict_refuses(path: Path, out: Path, capfd) -> None:
     assert len(lines) == 1 and lines[0].startswith("batseg: error: "), captured.err
     assert "Traceback" not in captured.err + captured.out
     assert not out.exists() or not any(out.iterdir())
+
+
+def cord_in_canal(fluid: float, cord: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """A cylinder of cord in a canal of fluid in tissue, on a 1 mm grid (rows along the cord): the
+    volume and the cord mask, for the contrast check (fluid brighter than the cord reads T2)."""
+    z, y, x = np.mgrid[:30, :60, :40]
+    radius = np.hypot(z - 15, x - 20)
+    volume = np.full(z.shape, 60.0, np.float32)
+    volume[radius < 9] = fluid
+    mask = radius < 4
+    volume[mask] = cord
+    noise = np.random.default_rng(0).normal(0, 3, volume.shape)
+    return (volume + noise).astype(np.float32), mask

@@ -17,20 +17,9 @@ from batseg.cord_locator import locate
 from batseg.cord_locator.contrast_check import T2_RATIO, outside_field, shell_ratio
 from batseg.inference.case_cord import CONTRAST_UNCHECKED, find_case_cord
 from batseg.io import Case
+from inference_helpers import cord_in_canal
 
 SILENT = acquisition.Acquisition(source="no metadata")
-
-
-def _canal(fluid: float, cord: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
-    """A cylinder of cord in a canal of fluid in tissue, on a 1 mm grid (rows along the cord)."""
-    z, y, x = np.mgrid[:30, :60, :40]
-    radius = np.hypot(z - 15, x - 20)
-    volume = np.full(z.shape, 60.0, np.float32)
-    volume[radius < 9] = fluid
-    mask = radius < 4
-    volume[mask] = cord
-    noise = np.random.default_rng(0).normal(0, 3, volume.shape)
-    return (volume + noise).astype(np.float32), mask
 
 
 def test_zeros_reaching_the_border_are_outside_the_field_and_enclosed_zeros_are_not() -> None:
@@ -42,7 +31,7 @@ def test_zeros_reaching_the_border_are_outside_the_field_and_enclosed_zeros_are_
 
 
 def test_a_t2_canal_at_the_edge_of_a_tilted_field_still_reads_t2() -> None:
-    volume, mask = _canal(fluid=250.0)
+    volume, mask = cord_in_canal(fluid=250.0)
     # Most of the field is a zero wedge that starts right above and below a short piece of cord,
     # as on an axial slab resliced to a sagittal grid.
     volume[:, :26, :] = 0
@@ -69,33 +58,22 @@ def _case(tmp_path: Path, volume: np.ndarray) -> tuple[Case, sitk.Image]:
     return Case("scan", path, "file"), image
 
 
+@pytest.mark.parametrize("fluid, t2", [(250.0, True), (30.0, False)])
 def test_an_untrusted_piece_of_cord_serves_the_contrast_check_but_not_the_crop(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    volume, mask = _canal(fluid=250.0)
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fluid: float, t2: bool) -> None:
+    volume, mask = cord_in_canal(fluid=fluid)
     piece = mask.copy()
     piece[:, 12:, :] = False
     _short_cord_locator(monkeypatch, piece)
     case, image = _case(tmp_path, volume)
     cord = find_case_cord(case, image, None, True, SILENT)
     assert cord.mask is None and cord.source is None  # no crop, no inside/outside field
-    assert cord.contrast["looks_t2"] and cord.contrast["cord_trusted"] is False
-    assert any("T2-weighted" in w for w in cord.warnings) and CONTRAST_UNCHECKED not in cord.warnings
-
-
-def test_an_untrusted_piece_of_a_t1_cord_gives_no_contrast_warning(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    volume, mask = _canal(fluid=30.0)
-    piece = mask.copy()
-    piece[:, 12:, :] = False
-    _short_cord_locator(monkeypatch, piece)
-    case, image = _case(tmp_path, volume)
-    cord = find_case_cord(case, image, None, True, SILENT)
-    assert cord.contrast["looks_t2"] is False
-    assert not any("T2" in w for w in cord.warnings)
+    assert cord.contrast["looks_t2"] is t2 and cord.contrast["cord_trusted"] is False
+    assert any("T2-weighted" in w for w in cord.warnings) is t2 and CONTRAST_UNCHECKED not in cord.warnings
 
 
 def test_no_cord_to_measure_says_the_contrast_was_not_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    volume, _ = _canal(fluid=250.0)
+    volume, _ = cord_in_canal(fluid=250.0)
     _short_cord_locator(monkeypatch, None)
     case, image = _case(tmp_path, volume)
     cord = find_case_cord(case, image, None, True, SILENT)
@@ -103,7 +81,7 @@ def test_no_cord_to_measure_says_the_contrast_was_not_checked(tmp_path: Path, mo
 
 
 def test_metadata_that_names_the_contrast_needs_no_image_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    volume, _ = _canal(fluid=30.0)
+    volume, _ = cord_in_canal(fluid=30.0)
     _short_cord_locator(monkeypatch, None)
     case, image = _case(tmp_path, volume)
     said_t1 = acquisition.Acquisition(source="DICOM", echo_time_ms=10.0, repetition_time_ms=500.0)
@@ -111,7 +89,7 @@ def test_metadata_that_names_the_contrast_needs_no_image_check(tmp_path: Path, m
 
 
 def test_no_locator_asked_for_means_no_contrast_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    volume, _ = _canal(fluid=250.0)
+    volume, _ = cord_in_canal(fluid=250.0)
     _short_cord_locator(monkeypatch, None)
     case, image = _case(tmp_path, volume)
     cord = find_case_cord(case, image, None, False, SILENT)

@@ -24,6 +24,7 @@ from batseg.cord_locator.network import ARCHITECTURE, build_locator
 from batseg.cord_locator.planes import PLANE_SPACING_MM, from_planes_array, image_planes, mask_planes, pad_to_multiple
 from batseg.errors import ModelFileError
 from batseg.model_file import MANIFEST_MEMBER, WEIGHTS_MEMBER, sha256_bytes
+from inference_helpers import cord_in_canal
 
 
 @pytest.fixture(scope="module")
@@ -167,28 +168,16 @@ def test_padding_to_the_network_multiple() -> None:
     assert pad_to_multiple(np.ones((1, 100, 5), np.float32))[0].shape == (1, 112, 64)
 
 
-def _cord_phantom(fluid: float, cord: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
-    """A cylinder of cord in a canal of fluid in tissue, on a 1 mm grid."""
-    z, y, x = np.mgrid[:30, :60, :40]
-    radius = np.hypot(z - 15, x - 20)
-    volume = np.full(z.shape, 60.0, np.float32)
-    volume[radius < 9] = fluid
-    mask = radius < 4
-    volume[mask] = cord
-    noise = np.random.default_rng(0).normal(0, 3, volume.shape)
-    return (volume + noise).astype(np.float32), mask
-
-
 def test_the_contrast_check_tells_t2_from_t1() -> None:
-    t2_volume, mask = _cord_phantom(fluid=250.0)
-    t1_volume, _ = _cord_phantom(fluid=30.0)
+    t2_volume, mask = cord_in_canal(fluid=250.0)
+    t1_volume, _ = cord_in_canal(fluid=30.0)
     t2, t1 = check_contrast(t2_volume, mask, (1.0, 1.0, 1.0)), check_contrast(t1_volume, mask, (1.0, 1.0, 1.0))
     assert t2.looks_t2 and t2.ratio > T2_RATIO and "T2-weighted" in t2.warning()
     assert not t1.looks_t2 and t1.ratio < 1 and t1.warning() is None
 
 
 def test_the_contrast_check_needs_a_cord() -> None:
-    volume, _ = _cord_phantom(fluid=250.0)
+    volume, _ = cord_in_canal(fluid=250.0)
     tiny = np.zeros(volume.shape, bool)
     tiny[15, 30, 20] = True
     assert shell_ratio(volume, tiny, (1.0, 1.0, 1.0)) is None

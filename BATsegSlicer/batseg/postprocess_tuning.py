@@ -172,22 +172,21 @@ def check_candidates(candidates: Sequence[float]) -> None:
 def check_probability_candidates(candidates: Sequence[float]) -> None:
     """BATsegError unless every candidate minimum tumour probability is a number from 0 to
     `MAX_MIN_TUMOUR_PROBABILITY` (1 would remove every lesion the network has any doubt about)."""
-    if not candidates:
-        raise BATsegError("give at least one minimum tumour probability candidate (0 keeps every lesion)")
-    bad = [value for value in candidates if not math.isfinite(value) or not 0 <= value <= MAX_MIN_TUMOUR_PROBABILITY]
-    if bad:
-        raise BATsegError(f"minimum tumour probability candidates must be numbers from 0 to "
-                          f"{MAX_MIN_TUMOUR_PROBABILITY:g}; got {bad[0]:g}")
+    _check_minimums(candidates, "minimum tumour probability", MAX_MIN_TUMOUR_PROBABILITY, "")
 
 
 def check_enhancement_candidates(candidates: Sequence[float]) -> None:
     """BATsegError unless every candidate minimum enhancement is a number from 0 to `MAX_MIN_ENHANCEMENT`."""
+    _check_minimums(candidates, "minimum enhancement", MAX_MIN_ENHANCEMENT, " (times the cord's signal)")
+
+
+def _check_minimums(candidates: Sequence[float], what: str, upper: float, unit: str) -> None:
+    """BATsegError unless there is a candidate and every one is a number from 0 (keep every lesion) to `upper`."""
     if not candidates:
-        raise BATsegError("give at least one minimum enhancement candidate (0 keeps every lesion)")
-    bad = [value for value in candidates if not math.isfinite(value) or not 0 <= value <= MAX_MIN_ENHANCEMENT]
+        raise BATsegError(f"give at least one {what} candidate (0 keeps every lesion)")
+    bad = [value for value in candidates if not math.isfinite(value) or not 0 <= value <= upper]
     if bad:
-        raise BATsegError(f"minimum enhancement candidates must be numbers from 0 to {MAX_MIN_ENHANCEMENT:g} (times "
-                          f"the cord's signal); got {bad[0]:g}")
+        raise BATsegError(f"{what} candidates must be numbers from 0 to {upper:g}{unit}; got {bad[0]:g}")
 
 
 def detection_f1(detection: dict[str, Any]) -> float | None:
