@@ -36,6 +36,12 @@ def test_the_reference_is_the_cord_away_from_the_lesions() -> None:
     little = np.zeros(cord.shape, bool)
     little.flat[: MIN_REFERENCE_VOXELS - 1] = True
     assert cord_reference(scan + 1, little, np.zeros(cord.shape, bool)) is None
+    # A normalised scan (many negative values): its zero is not "no signal", so no ratio is taken;
+    # a few negative voxels (interpolation on a magnitude image) do not matter.
+    assert cord_reference(scan - 75.0, cord, labels > 0) is None
+    speckled = scan.copy()
+    speckled.flat[::1000] = -5.0
+    assert cord_reference(speckled, cord, labels > 0) == pytest.approx(100.0)
 
 
 def test_each_lesion_gets_its_median_over_the_reference() -> None:

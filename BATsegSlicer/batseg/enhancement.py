@@ -13,6 +13,10 @@ Decisions:
   trusted) away from every tumour voxel of the raw prediction (one voxel of margin, so partial
   volume at a lesion's rim does not count as cord). Fewer than `MIN_REFERENCE_VOXELS` such
   voxels, or a non-positive median, give no reference: nothing is then judged by enhancement.
+  Nor does a scan of which more than `NORMALISED_SHARE` of the voxels are negative: a ratio of
+  signals means something on magnitude images only, and such a scan has been normalised already
+  (its zero is not "no signal"). A few negative voxels are kept: interpolation leaves them on
+  real magnitude images (0.2 % of the spine-generic T2w scan in ../shared).
 - The median of the lesion, not its mean or peak: cysts (dark) and a bright rim pull a mean;
   patchy enhancement raises a peak on a false lesion too.
 - One reference per scan, not per level: a coil's smooth bias field changes the signal over the
@@ -26,12 +30,13 @@ import numpy as np
 from scipy import ndimage
 
 MIN_REFERENCE_VOXELS = 50
+NORMALISED_SHARE = 0.01
 
 
 def cord_reference(volume: np.ndarray, cord: np.ndarray | None, tumour: np.ndarray) -> float | None:
     """The median signal of `cord` one voxel or more away from `tumour` (module docstring); None if
     there is no cord, too little of it, or a non-positive median."""
-    if cord is None:
+    if cord is None or np.count_nonzero(volume < 0) > NORMALISED_SHARE * volume.size:
         return None
     near_tumour = ndimage.binary_dilation(tumour, structure=np.ones((3,) * tumour.ndim, bool)) if tumour.any() else tumour
     reference = cord.astype(bool) & ~near_tumour
