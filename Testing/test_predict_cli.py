@@ -164,6 +164,12 @@ def test_a_minimum_enhancement_compares_each_lesion_with_the_cord(tmp_path: Path
     assert runs["flat"]["cord_signal"] > 0 and runs["flat"]["settings"]["min_enhancement_from"] == "option"
     assert runs["flat"]["lesions"] and all(0 < lesion["enhancement"] < 5 for lesion in runs["flat"]["lesions"])
     assert runs["bright"]["lesion_count"] == 0 and runs["bright"]["settings"]["min_enhancement"] == 5.0
+    # Without a cord (locator off, no mask) nothing can be compared: the lesions stay, and a warning says so.
+    assert main(["predict", "-i", str(source), "-o", str(tmp_path / "nocord"), "--min-volume", "0", "--min-enhancement",
+                 "5", "--no-cord-locator", "--no-crop", "--progress", "quiet"]) == 0
+    unjudged = json.loads((tmp_path / "nocord" / "case.report.json").read_text())
+    assert unjudged["cord_signal"] is None and unjudged["lesion_count"] == runs["flat"]["lesion_count"]
+    assert any("minimum enhancement (5 times the cord) was not applied" in w for w in unjudged["warnings"])
 
 
 def test_save_field_needs_a_field_head(tmp_path: Path, capfd) -> None:

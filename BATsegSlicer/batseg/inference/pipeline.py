@@ -91,6 +91,12 @@ RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "min_tumour
                                      "one_type_per_lesion", "tta", "crop_margin_mm", "cord_locator")
 
 
+# A minimum enhancement asked for (or the model's) that could not run: say so, not filter silently.
+UNJUDGED_ENHANCEMENT = ("the minimum enhancement ({least:g} times the cord) was not applied: there is no spinal cord "
+                        "signal to compare the lesions with (no trusted cord, too little of it beside the lesions, or "
+                        "a normalised scan); every lesion above the other minimums is reported")
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """What to compute and write for each case."""
@@ -467,6 +473,8 @@ def _segment_case(
         # The cord's own signal, away from every raw lesion: the reference of each lesion's enhancement.
         cord_signal = cord_reference(volume, cord, sitk.GetArrayViewFromImage(prediction.labels) > 0)
         labels = postprocess_labels(prediction.labels, prediction.probabilities, options, volume, cord_signal)
+    if options.postprocess and options.min_enhancement > 0 and cord_signal is None:
+        warnings.append(UNJUDGED_ENHANCEMENT.format(least=options.min_enhancement))
     model = model_identity(predictor.manifest)
     with stage("report"):
         report = lesion_report(labels, prediction.probabilities, case.name, cord_mask=cord, volume=volume,
