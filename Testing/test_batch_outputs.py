@@ -152,6 +152,25 @@ def test_continue_segments_only_the_cases_an_interrupted_run_left(tmp_path: Path
     assert rows[0]["lesion_count"] != "" and float(rows[0]["seconds"]) > 0  # read back from a's report
 
 
+def test_continue_resumes_a_report_from_before_a_postprocessing_step_existed(tmp_path: Path, capfd) -> None:
+    """A report without min_tumour_probability / min_enhancement was made with those steps off: a run
+    that leaves them off resumes it; one that turns a step on is told the settings differ."""
+    source, out = scan(tmp_path / "a.nii.gz"), tmp_path / "out"
+    assert predict("-i", source, "-o", out, "--min-volume", "0", "--progress", "quiet") == 0
+    report = out / "a.report.json"
+    old = json.loads(report.read_text())
+    for key in ("min_tumour_probability", "min_tumour_probability_from", "min_enhancement", "min_enhancement_from"):
+        del old["settings"][key]
+    report.write_text(json.dumps(old))
+    before = report.stat().st_mtime_ns
+    assert predict("-i", source, "-o", out, "--min-volume", "0", "--continue", "--progress", "quiet") == 0
+    assert report.stat().st_mtime_ns == before  # resumed, not segmented again
+    capfd.readouterr()
+    status = predict("-i", source, "-o", out, "--min-volume", "0", "--min-enhancement", "1.1", "--continue",
+                     "--progress", "quiet")
+    one_line_error(status, capfd.readouterr().err, "other settings", "min_enhancement 0.0", "--overwrite")
+
+
 def test_continue_refuses_outputs_made_with_other_settings_unless_overwrite(tmp_path: Path, capfd) -> None:
     source, out = scan(tmp_path / "a.nii.gz"), tmp_path / "out"
     assert predict("-i", source, "-o", out, "--min-volume", "0", "--progress", "quiet") == 0

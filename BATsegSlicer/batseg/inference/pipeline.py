@@ -91,6 +91,9 @@ RESUME_SETTINGS: tuple[str, ...] = ("postprocess", "min_volume_mm3", "min_tumour
                                      "one_type_per_lesion", "tta", "crop_margin_mm", "cord_locator")
 
 
+# Postprocessing steps newer than some reports: a report without the key was made before the step
+# existed, i.e. with it off, and resumes a run that leaves it off.
+STEPS_ADDED_LATER: dict[str, Any] = {"min_tumour_probability": 0.0, "min_enhancement": 0.0}
 # A minimum enhancement asked for (or the model's) that could not run: say so, not filter silently.
 UNJUDGED_ENHANCEMENT = ("the minimum enhancement ({least:g} times the cord) was not applied: there is no spinal cord "
                         "signal to compare the lesions with (no trusted cord, too little of it beside the lesions, or "
@@ -213,7 +216,7 @@ def _difference(report: dict[str, Any], model: dict[str, Any], settings: dict[st
     for key in ("weights_sha256", "name", "version"):
         if made_with.get(key) != model.get(key):
             return f"another model ({made_with.get('name')} {made_with.get('version')}, this run: {model.get('name')} {model.get('version')})"
-    earlier = report.get("settings") or {}
+    earlier = {**STEPS_ADDED_LATER, **(report.get("settings") or {})}
     for key in RESUME_SETTINGS:
         if earlier.get(key) != settings.get(key):
             return f"other settings ({key} {earlier.get(key)}, this run: {settings.get(key)})"
