@@ -6,7 +6,9 @@ intense; astrocytoma "absent, patchy or mild"). The normal cord does not enhance
 reference a radiologist uses: a lesion no brighter than the cord around it is, on this contrast,
 hardly a tumour of these types, except a non-enhancing astrocytoma. A model that reports such a
 lesion has mistaken the cord's own look for a tumour (model 0.10.0's false "ependymoma" over the cord
-of the real T1 scan `sct_t1w` has a median 0.97 times the cord's).
+of the real T1 scan `sct_t1w` has a median 0.97 times the cord's). A minimum of it is an option of
+`batseg predict`, not a default: on held-out lesions inserted into that real T1 scan it also
+removed weakly enhancing ones (docs/real_anatomy.md).
 
 Decisions:
 - The reference is the median signal of the cord mask (the user's, or the located cord when
@@ -35,10 +37,12 @@ NORMALISED_SHARE = 0.01
 
 def cord_reference(volume: np.ndarray, cord: np.ndarray | None, tumour: np.ndarray) -> float | None:
     """The median signal of `cord` one voxel or more away from `tumour` (module docstring); None if
-    there is no cord, too little of it, or a non-positive median."""
+    there is no cord, too little of it, a non-positive median, or a normalised scan."""
     if cord is None or np.count_nonzero(volume < 0) > NORMALISED_SHARE * volume.size:
         return None
-    near_tumour = ndimage.binary_dilation(tumour, structure=np.ones((3,) * tumour.ndim, bool)) if tumour.any() else tumour
+    near_tumour = tumour
+    if tumour.any():
+        near_tumour = ndimage.binary_dilation(tumour, structure=np.ones((3,) * tumour.ndim, bool))
     reference = cord.astype(bool) & ~near_tumour
     if np.count_nonzero(reference) < MIN_REFERENCE_VOXELS:
         return None

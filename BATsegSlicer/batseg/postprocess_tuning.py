@@ -33,7 +33,7 @@ Decisions:
   includes the engine's default (20 mm3) and Lemay et al.'s 200 mm3. Probability minimums: 0
   (keep every lesion) and 0.5 to 0.9; above 0.9 the validation cases of model 0.10.0 lost most
   true lesions (`scripts/lesion_confidence.py`). Enhancement minimums: by default only 0 (keep
-  every lesion); `SUGGESTED_ENHANCEMENT_CANDIDATES` (1.1 to 1.3 times the cord) on request. Why
+  every lesion); others on request (`--enhancement-candidates 0 1.1 1.15 1.2 1.25 1.3`). Why
   not by default: on the validation cases of model 0.10.0 every true lesion had a median of at
   least 1.23 times the cord and the tuning chose 1.2, but on the held-out real T1 background the
   weakly enhancing astrocytomas and a lesion the network outlined too widely read 1.08-1.13 and
@@ -82,7 +82,6 @@ CANDIDATES_MM3: tuple[float, ...] = (0.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
 ONE_TYPE_OPTIONS: tuple[bool, ...] = (False, True)
 PROBABILITY_CANDIDATES: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 ENHANCEMENT_CANDIDATES: tuple[float, ...] = (0.0,)
-SUGGESTED_ENHANCEMENT_CANDIDATES: tuple[float, ...] = (0.0, 1.1, 1.15, 1.2, 1.25, 1.3)
 TIE_TOLERANCE = 1e-6
 # The largest minimum volume a manifest may record (batseg.manifest_schema's bound): 10 litres.
 MAX_MIN_VOLUME_MM3 = 1e7
