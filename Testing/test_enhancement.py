@@ -74,3 +74,15 @@ def test_the_report_gives_each_lesion_its_enhancement_and_the_reference() -> Non
     assert sorted(lesion["enhancement"] for lesion in report["lesions"]) == pytest.approx([1.0, 2.5])
     plain = lesion_report(image, None, "case")
     assert plain["cord_signal"] is None and all(lesion["enhancement"] is None for lesion in plain["lesions"])
+
+
+def test_the_margin_around_the_lesions_is_a_full_one_voxel_dilation() -> None:
+    from scipy import ndimage
+
+    from batseg.enhancement import _near
+
+    tumour = np.random.default_rng(1).random((8, 30, 20)) > 0.995
+    tumour[0, 0, 0] = tumour[-1, -1, -1] = True  # lesions at the array's corners
+    full = ndimage.binary_dilation(tumour, structure=np.ones((3, 3, 3), bool))
+    assert np.array_equal(_near(tumour), full)
+    assert not _near(np.zeros((4, 4, 4), bool)).any()
